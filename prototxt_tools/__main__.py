@@ -1,0 +1,4 @@
+"""python -m prototxt_tools: the prototxt command."""
+from .cli import run
+
+run()

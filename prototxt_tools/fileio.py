@@ -1,0 +1,86 @@
+"""Reading inputs and writing outputs safely.
+
+Text is decoded as UTF-8 with ``surrogateescape`` so that stray bytes (a cp1252 dash inside a
+comment, say) survive a round trip unchanged; outputs are written to a temporary file in the
+target directory and renamed over the target, so a failed run never leaves a partial file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Union
+
+from .errors import PrototxtError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+BOM = "\ufeff"
+
+
+def decode_text(data: bytes) -> str:
+    """Bytes -> str, losslessly: invalid UTF-8 bytes become lone surrogates."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def encode_text(text: str) -> bytes:
+    """The inverse of :func:`decode_text`."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def read_bytes(path: PathLike) -> bytes:
+    """Read a whole file; an OS error becomes a one-line :class:`PrototxtError`."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except IsADirectoryError:
+        raise PrototxtError("is a directory, not a file", os.fspath(path)) from None
+    except FileNotFoundError:
+        raise PrototxtError("no such file", os.fspath(path)) from None
+    except PermissionError:
+        raise PrototxtError("permission denied", os.fspath(path)) from None
+    except OSError as exc:
+        raise PrototxtError(f"cannot read: {exc.strerror or exc}", os.fspath(path)) from None
+
+
+def read_text(path: PathLike) -> str:
+    """Read a text file losslessly (see :func:`decode_text`); a BOM is kept in the string."""
+    return decode_text(read_bytes(path))
+
+
+def atomic_write(path: PathLike, data: Union[bytes, str]) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename.
+
+    Either the whole new content is there afterwards or the old file is untouched. The new
+    file keeps the permissions of the file it replaces.
+    """
+    if isinstance(data, str):
+        data = encode_text(data)
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    try:
+        mode = target.stat().st_mode & 0o7777 if target.exists() else None
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise PrototxtError(f"cannot write: {exc.strerror or exc}", os.fspath(path)) from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(tmp_name, mode)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp_name, 0o666 & ~umask)
+        os.replace(tmp_name, target)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise PrototxtError(f"cannot write: {exc.strerror or exc}", os.fspath(path)) from None
+        raise
