@@ -5,7 +5,7 @@ The public API::
     doc = prototxt_tools.parse(text, path="net.prototxt")   # lossless tree
     doc.to_text() == text                                    # byte-exact when unmodified
     prototxt_tools.format_text(text)                         # canonical layout, comments kept
-    net = prototxt_tools.to_message(doc)                     # caffe_pb2.NetParameter / SolverParameter
+    net = prototxt_tools.to_message(doc)                     # NetParameter or SolverParameter
     weights = prototxt_tools.read_caffemodel("w.caffemodel")
     prototxt_tools.write_caffemodel(weights, "out.caffemodel")
 
@@ -19,7 +19,6 @@ from typing import Any
 
 from ._version import __version__
 from .errors import Diagnostic, PrototxtError
-from .schema.binding import BindResult, bind, from_message, message_to_text, to_message
 from .syntax.edits import TextEdit, apply_edits
 from .syntax.format import format_document, format_text
 from .syntax.parser import parse
@@ -33,14 +32,27 @@ __all__ = [
     "read_weights", "to_message",
 ]
 
-_WEIGHTS_API = {"read_caffemodel", "write_caffemodel", "read_binaryproto", "write_binaryproto",
-                "read_weights"}
+# Loaded on first use: the schema names need protobuf (and the generated module, which the
+# schema generator itself must be able to run without), the weights functions need NumPy.
+_LAZY = {
+    "BindResult": "schema.binding", "bind": "schema.binding", "from_message": "schema.binding",
+    "message_to_text": "schema.binding", "to_message": "schema.binding",
+    "read_caffemodel": "schema.caffemodel", "write_caffemodel": "schema.caffemodel",
+    "read_binaryproto": "schema.caffemodel", "write_binaryproto": "schema.caffemodel",
+    "read_weights": "schema.caffemodel",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # The weights functions pull in NumPy; load them on first use only.
-    if name in _WEIGHTS_API:
-        from .schema import caffemodel
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'prototxt_tools' has no attribute {name!r}")
+    from importlib import import_module
 
-        return getattr(caffemodel, name)
-    raise AttributeError(f"module 'prototxt_tools' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

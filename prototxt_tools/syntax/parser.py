@@ -13,6 +13,7 @@ import re
 from operator import itemgetter
 from typing import Optional, Union
 
+from .._gc import gc_paused
 from ..errors import PrototxtError
 from ._tables import TOKEN_REGEX
 from .tree import IDENT_START, QUOTES, Document, Field, ListValue, Message, Scalar
@@ -42,15 +43,16 @@ def parse(text: Union[str, bytes], path: Optional[str] = None) -> Document:
     bom = text.startswith("\ufeff")
     if bom:
         text = text[1:]
-    pairs = TOKEN_PATTERN.findall(text)
-    if len(pairs) > 1 and not pairs[-2][1]:
-        # Trailing trivia makes a non-empty end-of-input match; findall then adds an empty one.
-        pairs.pop()
-    texts = list(map(_TEXT, pairs))
-    document = Document(text, pairs, texts, path, bom)
-    if any(map(_ERROR, pairs)):
-        _raise_lexer_error(document)
-    document.fields = _Parser(document).top_level()
+    with gc_paused():
+        pairs = TOKEN_PATTERN.findall(text)
+        if len(pairs) > 1 and not pairs[-2][1]:
+            # Trailing trivia makes a non-empty end-of-input match; findall then adds an empty one.
+            pairs.pop()
+        texts = list(map(_TEXT, pairs))
+        document = Document(text, pairs, texts, path, bom)
+        if any(map(_ERROR, pairs)):
+            _raise_lexer_error(document)
+        document.fields = _Parser(document).top_level()
     return document
 
 
