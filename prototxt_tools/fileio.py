@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Callable, Union
 
 from .errors import PrototxtError
 
@@ -57,6 +57,13 @@ def atomic_write(path: PathLike, data: Union[bytes, str]) -> None:
     """
     if isinstance(data, str):
         data = encode_text(data)
+    payload = data
+    atomic_write_stream(path, lambda handle: handle.write(payload))
+
+
+def atomic_write_stream(path: PathLike, produce: Callable[[BinaryIO], object]) -> None:
+    """Like :func:`atomic_write`, with the content written by ``produce(handle)`` (for outputs
+    too large to build in memory first). If ``produce`` raises, the target is untouched."""
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     try:
@@ -66,15 +73,14 @@ def atomic_write(path: PathLike, data: Union[bytes, str]) -> None:
         raise PrototxtError(f"cannot write: {exc.strerror or exc}", os.fspath(path)) from None
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            produce(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp_name, mode)
-        else:
+        if mode is None:
             umask = os.umask(0)
             os.umask(umask)
-            os.chmod(tmp_name, 0o666 & ~umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp_name, mode)
         os.replace(tmp_name, target)
     except BaseException as exc:
         try:
