@@ -143,7 +143,8 @@ _TOKENS = ["a", "b_2", ":", "{", "}", "<", ">", "[", "]", ",", ";", "-", "1", "0
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.sampled_from(_TOKENS), max_size=25), st.lists(st.sampled_from([" ", "", "\n", "\t"]), min_size=25, max_size=25))
+@given(st.lists(st.sampled_from(_TOKENS), max_size=25),
+       st.lists(st.sampled_from([" ", "", "\n", "\t"]), min_size=25, max_size=25))
 def test_random_token_soup_matches_lark(tokens, gaps):
     text = "".join(t + g for t, g in zip(tokens, gaps))
     assert ours(text) == lark_parse(text)

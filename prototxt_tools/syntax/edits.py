@@ -93,10 +93,13 @@ def delete(field: Field, with_comments: bool = True) -> TextEdit:
                 break
     cut_end = after + 1 if after < len(source) else after
     # Don't leave two blank lines where the field sat between two blank lines.
-    before_blank = cut_start == 0 or _line_is_blank(source, source.rfind("\n", 0, cut_start - 1) + 1)
+    previous_line = source.rfind("\n", 0, cut_start - 1) + 1 if cut_start else 0
+    before_blank = cut_start == 0 or _line_is_blank(source, previous_line)
     if before_blank and cut_end < len(source) and _line_is_blank(source, cut_end):
         next_newline = source.find("\n", cut_end)
         cut_end = len(source) if next_newline < 0 else next_newline + 1
+    elif before_blank and cut_start and cut_end >= len(source):
+        cut_start = previous_line  # the field ended the file: no blank line left at the end
     return TextEdit(cut_start, cut_end, "")
 
 
@@ -113,7 +116,7 @@ def insert_field(parent: Union[Document, Field, Message], text: str,
         if not isinstance(parent.value, Message):
             raise ValueError(f"'{parent.name}' is not a message field")
         parent = parent.value
-    document = parent.document
+    document = parent if isinstance(parent, Document) else parent.document
     source = document.source
     newline = document.newline
     fields = parent.fields
@@ -164,7 +167,7 @@ def indent_unit(document: Document) -> str:
 
 
 def _child_indent(parent: Union[Document, Message], fields: list[Field], index: int) -> str:
-    source = parent.document.source
+    source = (parent if isinstance(parent, Document) else parent.document).source
     if fields:
         sibling = fields[index - 1] if index > 0 else fields[0]
         start = sibling.start_offset
@@ -173,4 +176,4 @@ def _child_indent(parent: Union[Document, Message], fields: list[Field], index: 
             return source[line_start:start]
     if isinstance(parent, Document):
         return ""
-    return _line_indent(source, parent.start_offset) + indent_unit(parent.document)
+    return _line_indent(source, parent.start_offset) + indent_unit(parent.document)  # type: ignore[union-attr]

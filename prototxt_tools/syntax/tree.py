@@ -185,14 +185,16 @@ class Token:
     @property
     def span(self) -> Span:
         doc = self.document
-        return Span(doc.position(doc.token_offset(self.index)), doc.position(doc.token_end(self.index)))
+        return Span(doc.position(doc.token_offset(self.index)),
+                    doc.position(doc.token_end(self.index)))
 
     @property
     def kind(self) -> str:
         return token_kind(self.text)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Token) and other.document is self.document and other.index == self.index
+        return (isinstance(other, Token) and other.document is self.document
+                and other.index == self.index)
 
     def __hash__(self) -> int:
         return hash((id(self.document), self.index))

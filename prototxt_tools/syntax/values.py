@@ -15,8 +15,9 @@ _SIMPLE_ESCAPES = {
     "a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11,
     "\\": 92, "'": 39, '"': 34, "?": 63,
 }
-_ESCAPE = re.compile(r"\\(?:([0-7]{1,3})|[xX]([0-9A-Fa-f]{1,2})|u([0-9A-Fa-f]{4})|U([0-9A-Fa-f]{8})|(.))",
-                     re.DOTALL)
+_ESCAPE = re.compile(
+    r"\\(?:([0-7]{1,3})|[xX]([0-9A-Fa-f]{1,2})|u([0-9A-Fa-f]{4})|U([0-9A-Fa-f]{8})|(.))",
+    re.DOTALL)
 _INT = re.compile(r"0[xX][0-9A-Fa-f]+|0[0-7]*|[1-9][0-9]*")
 _FLOAT_WORD = re.compile(r"(?i)(inf(?:inity)?|nan)f?")
 TRUE_WORDS = frozenset({"true", "True", "t"})
