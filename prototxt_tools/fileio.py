@@ -29,19 +29,25 @@ def encode_text(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+def read_error(exc: OSError, path: PathLike) -> PrototxtError:
+    """A one-line :class:`PrototxtError` for an OS error met while reading ``path``."""
+    name = os.fspath(path)
+    if isinstance(exc, IsADirectoryError):
+        return PrototxtError("is a directory, not a file", name)
+    if isinstance(exc, FileNotFoundError):
+        return PrototxtError("no such file", name)
+    if isinstance(exc, PermissionError):
+        return PrototxtError("permission denied", name)
+    return PrototxtError(f"cannot read: {exc.strerror or exc}", name)
+
+
 def read_bytes(path: PathLike) -> bytes:
     """Read a whole file; an OS error becomes a one-line :class:`PrototxtError`."""
     try:
         with open(path, "rb") as handle:
             return handle.read()
-    except IsADirectoryError:
-        raise PrototxtError("is a directory, not a file", os.fspath(path)) from None
-    except FileNotFoundError:
-        raise PrototxtError("no such file", os.fspath(path)) from None
-    except PermissionError:
-        raise PrototxtError("permission denied", os.fspath(path)) from None
     except OSError as exc:
-        raise PrototxtError(f"cannot read: {exc.strerror or exc}", os.fspath(path)) from None
+        raise read_error(exc, path) from None
 
 
 def read_text(path: PathLike) -> str:

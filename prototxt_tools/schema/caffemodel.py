@@ -44,7 +44,7 @@ from typing import Any, BinaryIO, Callable, Iterable, List, Optional, Sequence, 
 import numpy as np
 
 from ..errors import PrototxtError
-from ..fileio import PathLike, atomic_write, atomic_write_stream, read_bytes
+from ..fileio import PathLike, atomic_write, atomic_write_stream, read_bytes, read_error
 from . import caffe_pb2
 
 __all__ = [
@@ -789,14 +789,8 @@ def _map_file(path: PathLike) -> Tuple[Any, Optional[mmap.mmap]]:
                 else:
                     return mapped, mapped
             return handle.read(), None
-    except IsADirectoryError:
-        raise PrototxtError("is a directory, not a file", name) from None
-    except FileNotFoundError:
-        raise PrototxtError("no such file", name) from None
-    except PermissionError:
-        raise PrototxtError("permission denied", name) from None
     except OSError as exc:
-        raise PrototxtError(f"cannot read: {exc.strerror or exc}", name) from None
+        raise read_error(exc, name) from None
 
 
 def _release(mapped: Optional[mmap.mmap]) -> None:
