@@ -36,7 +36,25 @@ class Span(NamedTuple):
     end: Position
 
 
-class Document:
+class _Fields:
+    """Lookup by name among ``self.fields`` (a document's, a message field's)."""
+
+    __slots__ = ()
+    fields: list
+
+    def get(self, name: str) -> Optional["Field"]:
+        """The first child field called ``name``, or None."""
+        for field in self.fields:
+            if field.name == name:
+                return field
+        return None
+
+    def get_all(self, name: str) -> list["Field"]:
+        """Every child field called ``name``, in order (repeated fields)."""
+        return [field for field in self.fields if field.name == name]
+
+
+class Document(_Fields):
     """A parsed file: top-level fields plus the token stream they are views of."""
 
     __slots__ = ("path", "bom", "fields", "_pairs", "_texts", "_trivia", "_ends",
@@ -142,16 +160,6 @@ class Document:
     def walk(self) -> Iterator["Field"]:
         """Every field, depth first, in file order."""
         return _walk(self.fields)
-
-    def get(self, name: str) -> Optional["Field"]:
-        """The first top-level field called ``name``."""
-        for field in self.fields:
-            if field.name == name:
-                return field
-        return None
-
-    def get_all(self, name: str) -> list["Field"]:
-        return [field for field in self.fields if field.name == name]
 
     @property
     def end_position(self) -> Position:
@@ -263,7 +271,7 @@ class Node:
         return f"<{type(self).__name__} {text!r}>"
 
 
-class Field(Node):
+class Field(Node, _Fields):
     """``name: value``, ``name { ... }`` or ``name: [ ... ]``, with an optional ``,``/``;``."""
 
     __slots__ = ("colon", "value", "separator")
@@ -293,15 +301,6 @@ class Field(Node):
         """Fields of a message-valued field (empty for scalars and lists)."""
         value = self.value
         return value.fields if type(value) is Message else []
-
-    def get(self, name: str) -> Optional["Field"]:
-        for field in self.fields:
-            if field.name == name:
-                return field
-        return None
-
-    def get_all(self, name: str) -> list["Field"]:
-        return [field for field in self.fields if field.name == name]
 
 
 class Scalar(Node):

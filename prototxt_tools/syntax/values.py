@@ -151,19 +151,6 @@ def parse_float(text: str, negative: bool = False) -> float:
     return -value if negative else value
 
 
-def to_float32(value: float) -> float:
-    """``value`` rounded to float32 (out-of-range values become infinities, as in protobuf)."""
-    if math.isnan(value) or math.isinf(value):
-        return value
-    if abs(value) > FLOAT32_MAX:
-        # Values that round to FLT_MAX stay finite; beyond that C's conversion gives inf.
-        try:
-            return struct.unpack("<f", struct.pack("<f", value))[0]
-        except OverflowError:
-            return math.copysign(math.inf, value)
-    return struct.unpack("<f", struct.pack("<f", value))[0]
-
-
 def shortest_float32_repr(value: float) -> str:
     """The shortest decimal text that reads back as the same float32 (``0.1``, not 0.100000001)."""
     if math.isnan(value):
