@@ -15,14 +15,10 @@ NumPy is imported only by the weights functions.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .errors import Diagnostic, PrototxtError
-from .syntax.edits import TextEdit, apply_edits
-from .syntax.format import format_document, format_text
-from .syntax.parser import parse
-from .syntax.tree import Document, Field, ListValue, Message, Position, Scalar, Span
 
 __all__ = [
     "__version__", "BindResult", "Diagnostic", "Document", "Field", "ListValue", "Message",
@@ -32,15 +28,32 @@ __all__ = [
     "read_weights", "to_message",
 ]
 
-# Loaded on first use: the schema names need protobuf (and the generated module, which the
-# schema generator itself must be able to run without), the weights functions need NumPy.
+# Everything else loads on first use, so that `prototxt check` starts fast, the schema names
+# (which need the generated module) do not load before the schema generator runs, and NumPy
+# is imported only by the weights functions.
 _LAZY = {
+    "parse": "syntax.parser",
+    "Document": "syntax.tree", "Field": "syntax.tree", "ListValue": "syntax.tree",
+    "Message": "syntax.tree", "Position": "syntax.tree", "Scalar": "syntax.tree",
+    "Span": "syntax.tree",
+    "format_document": "syntax.format", "format_text": "syntax.format",
+    "TextEdit": "syntax.edits", "apply_edits": "syntax.edits",
     "BindResult": "schema.binding", "bind": "schema.binding", "from_message": "schema.binding",
     "message_to_text": "schema.binding", "to_message": "schema.binding",
     "read_caffemodel": "schema.caffemodel", "write_caffemodel": "schema.caffemodel",
     "read_binaryproto": "schema.caffemodel", "write_binaryproto": "schema.caffemodel",
     "read_weights": "schema.caffemodel",
 }
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on demand
+    from .schema.binding import BindResult, bind, from_message, message_to_text, to_message
+    from .schema.caffemodel import (
+        read_binaryproto, read_caffemodel, read_weights, write_binaryproto, write_caffemodel,
+    )
+    from .syntax.edits import TextEdit, apply_edits
+    from .syntax.format import format_document, format_text
+    from .syntax.parser import parse
+    from .syntax.tree import Document, Field, ListValue, Message, Position, Scalar, Span
 
 
 def __getattr__(name: str) -> Any:
