@@ -61,7 +61,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 document = parse(data, display)
                 diagnostics = bind(document, args.kind).diagnostics
         except PrototxtError as exc:
-            if exc.line is None and not _is_content_error(exc):
+            if exc.line is None:  # only reading the file fails without a position
                 unreadable += 1
             diagnostics = exc.diagnostics
         for diagnostic in diagnostics:
@@ -79,11 +79,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     if counts[ERROR] or (args.strict and counts[WARNING]):
         return EXIT_FINDINGS
     return EXIT_OK
-
-
-def _is_content_error(exc: PrototxtError) -> bool:
-    # Binary files have no line numbers; their content errors still count as findings.
-    return exc.message.startswith("not a valid")
 
 
 def _check_binary(data: bytes, display: str, kind: str) -> list[Diagnostic]:
