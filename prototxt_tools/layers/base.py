@@ -1,0 +1,220 @@
+"""What every layer type module provides: one :class:`LayerSpec` per Caffe layer type.
+
+A spec is the single home of a layer type's Caffe semantics: how many bottoms and tops it takes,
+whether it may run in place, how many learnable blobs it owns, the checks Caffe runs when it
+sets the layer up, and how it computes its top shapes. The linter, the shape inference, and
+later the executor and the PyTorch exporter all read them from here.
+
+Shapes are tuples of dimensions; a dimension is ``None`` when unknown, and a whole shape is
+``None`` when even its number of axes is unknown. Shape rules must accept unknown inputs and
+propagate them (an unknown input dimension makes the dimensions computed from it unknown).
+
+Checks report :class:`Problem` objects carrying a lint code from :data:`CHECK_CODES`; a check
+that would make Caffe abort during shape computation raises :class:`CaffeCheckFailed`, which
+leaves the layer's tops unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+
+Dim = Optional[int]
+Shape = Optional[tuple]  # tuple of Dim, or None when the rank is unknown
+FieldPath = tuple  # e.g. ("convolution_param", "kernel_size", 1)
+
+TRAIN = 0
+TEST = 1
+
+# How a layer behaves when its top is its bottom (top[i] == bottom[i]).
+IN_PLACE_OK = "ok"
+IN_PLACE_FORBIDDEN = "forbidden"  # Caffe aborts ("does not allow in-place computation")
+IN_PLACE_WRONG = "wrong"  # Caffe runs it but the result is silently wrong
+
+#: The lint codes layer checks report, with a short name and what they cover. The linter
+#: publishes one rule per code (prototxt_tools/lint/rules/layer_checks.py).
+CHECK_CODES: dict[str, tuple[str, str]] = {
+    "L001": ("blob-count", "a layer has a number of bottoms or tops its type does not accept"),
+    "L002": ("propagate-down-count", "propagate_down is given neither 0 nor once per bottom"),
+    "L003": ("axis-out-of-range", "an axis parameter is outside the input's axes"),
+    "L010": ("convolution-params", "kernel, stride, pad, dilation, num_output or group of a "
+                                   "Convolution, Deconvolution or Im2col layer Caffe rejects"),
+    "L020": ("pooling-params", "Pooling or SPP parameters Caffe rejects"),
+    "L030": ("inner-product-params", "InnerProduct or Embed parameters Caffe rejects"),
+    "L040": ("eltwise-params", "Eltwise coefficients or input shapes Caffe rejects"),
+    "L050": ("concat-slice-params", "Concat or Slice parameters or input shapes Caffe rejects"),
+    "L060": ("crop-params", "Crop offsets or sizes Caffe rejects"),
+    "L070": ("reshape-params", "Reshape or Flatten parameters Caffe rejects"),
+    "L080": ("normalization-params", "LRN, MVN, Scale or Bias parameters or shapes Caffe "
+                                     "rejects"),
+    "L090": ("activation-params", "Dropout, Exp, Log, Power, PReLU, Clip and other "
+                                  "element-wise layer parameters Caffe rejects"),
+    "L100": ("loss-params", "loss and Accuracy layer parameters or label shapes Caffe rejects"),
+    "L110": ("data-params", "data and Input layer parameters Caffe rejects"),
+    "L120": ("misc-params", "RNN, LSTM, ArgMax, Reduction, Tile, Filter, Parameter and other "
+                            "layer parameters Caffe rejects"),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A Caffe set-up check that fails (or, with severity "warning", a likely mistake).
+
+    ``field`` is the path inside the LayerParameter to the offending value (the linter
+    points there, or at the nearest enclosing field that exists in the file).
+    """
+
+    code: str
+    message: str
+    field: FieldPath = ()
+    severity: str = "error"
+
+
+class CaffeCheckFailed(Exception):
+    """Raised by a shape rule where Caffe would abort; the layer's tops become unknown."""
+
+    def __init__(self, problem: Problem):
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+@dataclass
+class ShapeContext:
+    """What shape rules may need besides the layer and its bottom shapes."""
+
+    phase: int = TEST
+    #: ``--input-shape NAME=N,C,H,W`` overrides, by top (blob) name.
+    input_shapes: dict = field(default_factory=dict)
+    #: Non-fatal problems found while computing shapes (``warn`` appends here).
+    problems: list = field(default_factory=list)
+
+    def warn(self, code: str, message: str, field_path: FieldPath = (),
+             severity: str = "warning") -> None:
+        self.problems.append(Problem(code, message, field_path, severity))
+
+
+class LayerSpec:
+    """The Caffe semantics of one layer type. Subclasses override what differs.
+
+    Counts follow Caffe's Layer::CheckBlobCounts: ``min``/``max`` of bottoms and tops
+    (``None`` = no limit), ``equal_bottom_top`` for layers with one top per bottom, and
+    ``auto_tops`` for layers whose missing tops Caffe creates itself (losses).
+    """
+
+    type: str = ""
+    family: str = "other"  # data, vision, activation, normalization, loss, structure, recurrent
+    param_field: Optional[str] = None  # e.g. "convolution_param"
+    min_bottoms: int = 0
+    max_bottoms: Optional[int] = None
+    min_tops: int = 0
+    max_tops: Optional[int] = None
+    equal_bottom_top: bool = False
+    auto_tops: bool = False
+    in_place: str = IN_PLACE_OK
+    is_loss: bool = False  # its top 0 carries loss weight 1 by default
+    is_data: bool = False  # reads its tops from a source (database, files, memory, input)
+
+    # -- counts ------------------------------------------------------------------------------
+    def bottom_range(self, layer: Any) -> tuple[int, Optional[int]]:
+        """(min, max) bottoms for this layer (some types depend on their parameters)."""
+        return self.min_bottoms, self.max_bottoms
+
+    def top_range(self, layer: Any) -> tuple[int, Optional[int]]:
+        return self.min_tops, self.max_tops
+
+    def blob_count(self, layer: Any) -> int:
+        """How many learnable blobs the layer owns (weights, biases, statistics)."""
+        return 0
+
+    # -- checks and shapes -------------------------------------------------------------------
+    def params(self, layer: Any) -> Any:
+        """The type-specific parameter message (Caffe defaults where unset)."""
+        if self.param_field is None:
+            return None
+        return getattr(layer, self.param_field)
+
+    def check(self, layer: Any) -> Iterable[Problem]:
+        """Checks Caffe makes from the parameters alone (no shapes needed)."""
+        return ()
+
+    def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:
+        """Top shapes from bottom shapes. Default: tops mirror the first bottom."""
+        first = bottoms[0] if bottoms else None
+        count = max(len(layer.top), self.min_tops)
+        return [first] * count
+
+    def blob_shapes(self, layer: Any, bottoms: list) -> Optional[list]:
+        """Shapes of the learnable blobs given the bottom shapes, or None if unknown."""
+        return [] if self.blob_count(layer) == 0 else None
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+_REGISTRY: dict[str, LayerSpec] = {}
+
+
+def register(spec_class: type) -> type:
+    """Class decorator: register one instance of the spec under its ``type``."""
+    spec = spec_class()
+    if not spec.type:
+        raise ValueError(f"{spec_class.__name__} has no type")
+    if spec.type in _REGISTRY:
+        raise ValueError(f"layer type {spec.type!r} registered twice")
+    _REGISTRY[spec.type] = spec
+    return spec_class
+
+
+def get_spec(layer_type: str) -> Optional[LayerSpec]:
+    """The spec for a layer type, or None for a type BVLC Caffe does not have."""
+    _load_all()
+    return _REGISTRY.get(layer_type)
+
+
+def known_types() -> list[str]:
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+_LOADED = False
+
+
+def _load_all() -> None:
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        from . import _catalog  # noqa: F401  (imports every layer module, which registers)
+
+
+# -- helpers for shape rules -------------------------------------------------------------------
+
+def known(*dims: Dim) -> bool:
+    return all(d is not None for d in dims)
+
+
+def product(dims: Iterable[Dim]) -> Dim:
+    """The product of dimensions, None if any is unknown."""
+    result = 1
+    for d in dims:
+        if d is None:
+            return None
+        result *= d
+    return result
+
+
+def canonical_axis(axis: int, num_axes: int, layer_field: FieldPath, code: str = "L003") -> int:
+    """Caffe's Blob::CanonicalAxisIndex: -num_axes <= axis < num_axes, negatives count from
+    the end. Raises CaffeCheckFailed outside that range."""
+    if not -num_axes <= axis < num_axes:
+        raise CaffeCheckFailed(Problem(
+            code, f"axis {axis} is out of range for an input with {num_axes} axes "
+                  f"(valid: {-num_axes} to {num_axes - 1})", layer_field))
+    return axis + num_axes if axis < 0 else axis
+
+
+def fail(code: str, message: str, field_path: FieldPath = ()) -> None:
+    """Raise CaffeCheckFailed with a Problem."""
+    raise CaffeCheckFailed(Problem(code, message, field_path))
+
+
+Check = Callable[[Any], Iterator[Problem]]
+ShapeLike = Union[Shape, Sequence[Dim]]

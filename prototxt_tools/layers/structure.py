@@ -1,0 +1,468 @@
+"""Layers that move, combine or select values without learning: Concat, Slice, Split, Eltwise,
+Flatten, Reshape, Crop, Tile, Reduction, Filter, Silence, ArgMax, BatchReindex, Parameter."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Optional
+
+from ..schema import caffe_pb2
+from ._util import axis_of, blob_dims, bottom, count, differ, fmt, has, has_errors, merge_dim, \
+    merge_same_shapes, top_count, unknown
+from .base import IN_PLACE_FORBIDDEN, IN_PLACE_OK, IN_PLACE_WRONG, Dim, LayerSpec, Problem, \
+    ShapeContext, fail, product, register
+
+_EltwiseOp = caffe_pb2.EltwiseParameter
+
+
+class StructureSpec(LayerSpec):
+    """One bottom, one top, and wrong in place unless a type says otherwise."""
+
+    family = "structure"
+    min_bottoms = max_bottoms = 1
+    min_tops = max_tops = 1
+    in_place = IN_PLACE_WRONG
+
+
+def _legacy_axis(layer: Any, field: str, legacy: str, rank: int, code: str) -> int:
+    """Concat's concat_dim / Slice's slice_dim when given, else the canonical ``axis``."""
+    p = getattr(layer, field)
+    if has(p, legacy):
+        value = getattr(p, legacy)
+        if value >= rank:
+            fail(code, f"{legacy} {value} is out of range for inputs with {rank} axes",
+                 (field, legacy))
+        return value
+    return axis_of(p.axis, (None,) * rank, (field, "axis"))
+
+
+def _axis_and_legacy(layer: Any, field: str, legacy: str) -> Iterator[Problem]:
+    p = getattr(layer, field)
+    if has(p, "axis") and has(p, legacy):
+        yield Problem("L050", f"axis and {legacy} are both given; Caffe takes one or the other "
+                              f"({legacy} is the old name)", (field, legacy))
+
+
+@register
+class ConcatSpec(StructureSpec):
+    """Joins its inputs along ``axis`` (default 1); every other axis must match."""
+
+    type = "Concat"
+    param_field = "concat_param"
+    max_bottoms = None
+
+    def check(self, layer: Any) -> Iterator[Problem]:
+        yield from _axis_and_legacy(layer, "concat_param", "concat_dim")
+
+    def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:
+        known = [(i, s) for i, s in enumerate(bottoms) if s is not None]
+        if not known or has_errors(self, layer):
+            return unknown(self, layer)
+        rank = len(known[0][1])
+        for index, shape in known:
+            if len(shape) != rank:
+                fail("L050", f"every input of Concat must have the same number of axes; bottom "
+                             f"{index} is {fmt(shape)}, bottom {known[0][0]} is "
+                             f"{fmt(known[0][1])}", ("bottom", index))
+        axis = _legacy_axis(layer, "concat_param", "concat_dim", rank, "L050")
+        top: list = [None] * rank
+        for index, shape in known:
+            for j, dim in enumerate(shape):
+                if j == axis:
+                    continue
+                if differ(top[j], dim):
+                    fail("L050", f"Concat inputs must match on every axis but {axis}; bottom "
+                                 f"{index} {fmt(shape)} differs at axis {j} ({dim} vs {top[j]})",
+                         ("bottom", index))
+                top[j] = merge_dim(top[j], dim)
+        sizes = [None if s is None else s[axis] for s in bottoms]
+        top[axis] = None if None in sizes else sum(sizes)
+        return [tuple(top)] * top_count(self, layer)
+
+
+@register
+class SliceSpec(StructureSpec):
+    """Cuts its input along ``axis`` at slice_point (one fewer than the tops), or into equal
+    parts when slice_point is empty."""
+
+    type = "Slice"
+    param_field = "slice_param"
+    max_tops = None
+
+    def check(self, layer: Any) -> Iterator[Problem]:
+        yield from _axis_and_legacy(layer, "slice_param", "slice_dim")
+        points = list(layer.slice_param.slice_point)
+        if points and len(points) != len(layer.top) - 1:
+            yield Problem("L050", f"{len(points)} slice_point values for {len(layer.top)} tops; "
+                                  f"Caffe needs one fewer than the tops",
+                          ("slice_param", "slice_point"))
+        previous = 0
+        for i, point in enumerate(points):
+            if point <= previous:
+                yield Problem("L050", "slice_point values must be increasing and greater than 0",
+                              ("slice_param", "slice_point", i))
+                break
+            previous = point
+
+    def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:
+        x = bottom(bottoms, 0)
+        if x is None or has_errors(self, layer):
+            return unknown(self, layer)
+        axis = _legacy_axis(layer, "slice_param", "slice_dim", len(x), "L050")
+        size = x[axis]
+        n = top_count(self, layer)
+        points = list(layer.slice_param.slice_point)
+        if points:
+            if size is not None and n > size:
+                fail("L050", f"{n} slices of an axis of size {size}", ("top",))
+            if size is not None and points[-1] > size:
+                fail("L050", f"slice_point {points[-1]} is past the end of axis {axis} (size "
+                             f"{size})", ("slice_param", "slice_point", len(points) - 1))
+            bounds = [0] + points
+            sizes: list = [b - a for a, b in zip(bounds, bounds[1:])]
+            sizes.append(None if size is None else size - points[-1])
+        else:
+            if size is not None and size % n:
+                fail("L050", f"axis {axis} of size {size} cannot be cut into {n} equal slices",
+                     ("bottom", 0))
+            sizes = [None if size is None else size // n] * n
+        return [tuple(x[:axis]) + (part,) + tuple(x[axis + 1:]) for part in sizes]
+
+
+@register
+class SplitSpec(StructureSpec):
+    """Copies its input to every top (Caffe inserts these itself for blobs used twice)."""
+
+    type = "Split"
+    max_tops = None
+    in_place = IN_PLACE_FORBIDDEN
+
+    def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:
+        return [bottom(bottoms, 0)] * top_count(self, layer)
+
+
+@register
+class SilenceSpec(StructureSpec):
+    """Consumes its inputs and outputs nothing (keeps them from being net outputs)."""
+
+    type = "Silence"
+    max_bottoms = None
+    min_tops = max_tops = 0
+    in_place = IN_PLACE_OK
+
+    def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:
+        return []
+
+
+@register
+class EltwiseSpec(StructureSpec):
+    """Element-wise PROD, SUM (with optional coefficients, one per bottom) or MAX of inputs of
+    one shape. Wrong in place: SUM clears the top (= the first input) before adding."""
+
+    type = "Eltwise"
+    param_field = "eltwise_param"
+    min_bottoms = 2
+    max_bottoms = None
+
+    def check(self, layer: Any) -> Iterator[Problem]:
+        p = layer.eltwise_param
+        if p.coeff and p.operation == _EltwiseOp.PROD:
+            yield Problem("L040", "coeff only applies to SUM; Caffe rejects it with PROD",
+                          ("eltwise_param", "coeff"))
+        elif p.coeff and len(p.coeff) != len(layer.bottom):
+            yield Problem("L040", f"{len(p.coeff)} coeff values for {len(layer.bottom)} bottoms; "
+                                  f"give one per bottom or none", ("eltwise_param", "coeff"))
+
+    def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:
+        top = merge_same_shapes(bottoms, "L040", "Eltwise needs inputs of one shape")
+        return [top] * top_count(self, layer)
+
+
+@register
+class FlattenSpec(StructureSpec):
+    """Merges axes axis..end_axis (default 1..-1) into one. Caffe refuses to run it in place."""
+
+    type = "Flatten"
+    param_field = "flatten_param"
+    in_place = IN_PLACE_FORBIDDEN
+
+    def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:
+        x = bottom(bottoms, 0)
+        if x is None:
+            return unknown(self, layer)
+        p = layer.flatten_param
+        start = axis_of(p.axis, x, ("flatten_param", "axis"))
+        end = axis_of(p.end_axis, x, ("flatten_param", "end_axis"))
+        if end + 1 < start:
+            fail("L070", f"end_axis {p.end_axis} comes before axis {p.axis} in the input "
+                         f"{fmt(x)}", ("flatten_param", "end_axis"))
+        top = tuple(x[:start]) + (count(x, start, end + 1),) + tuple(x[end + 1:])
+        return [top] * top_count(self, layer)
+
+
+@register
+class ReshapeSpec(StructureSpec):
+    """Replaces axes axis..axis+num_axes (default: all) by reshape_param.shape: 0 copies the
+    input dimension at that position, one -1 is inferred from the count. The count must not
+    change. Caffe refuses to run it in place."""
+
+    type = "Reshape"
+    param_field = "reshape_param"
+    in_place = IN_PLACE_FORBIDDEN
+
+    def check(self, layer: Any) -> Iterator[Problem]:
+        p = layer.reshape_param
+        inferred = 0
+        for i, dim in enumerate(p.shape.dim):
+            if dim == -1:
+                inferred += 1
+                if inferred == 2:
+                    yield Problem("L070", "the new shape has more than one -1; at most one "
+                                          "dimension can be inferred",
+                                  ("reshape_param", "shape", "dim", i))
+            elif dim < -1:
+                yield Problem("L070", f"dimension {dim} is invalid: use a size, 0 to copy the "
+                                      f"input dimension, or -1 to infer it",
+                              ("reshape_param", "shape", "dim", i))
+        if p.num_axes < -1:
+            yield Problem("L070", f"num_axes {p.num_axes} is invalid; it must be -1 (all "
+                                  f"remaining axes) or at least 0", ("reshape_param", "num_axes"))
+
+    def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:
+        if has_errors(self, layer):
+            return unknown(self, layer)
+        p = layer.reshape_param
+        dims = blob_dims(p.shape)
+        x = bottom(bottoms, 0)
+        if x is None:
+            if p.axis == 0 and p.num_axes == -1:  # the new shape is the whole top
+                return [tuple(None if d in (0, -1) else d for d in dims)]
+            return unknown(self, layer)
+        rank = len(x)
+        start = p.axis if p.axis >= 0 else rank + p.axis + 1
+        if not 0 <= start <= rank:
+            fail("L003", f"axis {p.axis} is out of range for an input with {rank} axes",
+                 ("reshape_param", "axis"))
+        end = rank if p.num_axes == -1 else start + p.num_axes
+        if end > rank:
+            fail("L003", f"axis + num_axes = {end} reaches past the {rank} axes of the input "
+                         f"{fmt(x)}", ("reshape_param", "num_axes"))
+        top: list = list(x[:start]) + list(dims) + list(x[end:])
+        for i, dim in enumerate(dims):
+            if dim == 0:
+                if start + i >= rank:
+                    fail("L070", f"dimension {i} of the new shape is 0 (copy the input's) but "
+                                 f"the input {fmt(x)} has no axis {start + i}",
+                         ("reshape_param", "shape", "dim", i))
+                top[start + i] = x[start + i]
+        if -1 in dims:
+            position = start + dims.index(-1)
+            others = [d for i, d in enumerate(top) if i != position]
+            known_count = product(others)
+            total = count(x)
+            top[position] = None
+            if known_count is not None and total is not None:
+                if known_count == 0 or total % known_count:
+                    fail("L070", f"the input {fmt(x)} has {total} values, which the other "
+                                 f"dimensions ({known_count} values) do not divide",
+                         ("reshape_param", "shape"))
+                top[position] = total // known_count
+        before, after = count(x), product(top)
+        if differ(before, after):
+            fail("L070", f"Reshape would change the number of values from {before} "
+                         f"{fmt(x)} to {after} {fmt(tuple(top))}", ("reshape_param", "shape"))
+        return [tuple(top)] * top_count(self, layer)
+
+
+@register
+class CropSpec(StructureSpec):
+    """Crops bottom 0 to the size of bottom 1 on every axis from ``axis`` (default 2) on,
+    starting at ``offset`` (one for all those axes, or one per axis)."""
+
+    type = "Crop"
+    param_field = "crop_param"
+    min_bottoms = max_bottoms = 2
+
+    def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:
+        x, reference = bottom(bottoms, 0), bottom(bottoms, 1)
+        if x is None:
+            return unknown(self, layer)
+        p = layer.crop_param
+        start = axis_of(p.axis, x, ("crop_param", "axis"))
+        offsets = list(p.offset)
+        if len(offsets) > 1 and start + len(offsets) != len(x):
+            fail("L060", f"{len(offsets)} offsets, but the input {fmt(x)} has "
+                         f"{len(x) - start} axes from axis {start}; give one offset or one per "
+                         f"cropped axis", ("crop_param", "offset"))
+        top: list = list(x)
+        for i in range(start, len(x)):
+            if reference is not None and i >= len(reference):
+                fail("L060", f"the reference bottom 1 {fmt(reference)} has no axis {i} to take "
+                             f"the cropped size from", ("bottom", 1))
+            size = None if reference is None else reference[i]
+            offset = offsets[0] if len(offsets) == 1 else offsets[i - start] if offsets else 0
+            if x[i] is not None and size is not None and x[i] - offset < size:
+                fail("L060", f"axis {i}: a crop of {size} at offset {offset} does not fit in "
+                             f"the input size {x[i]}", ("crop_param", "offset"))
+            top[i] = size
+        return [tuple(top)] * top_count(self, layer)
+
+
+@register
+class TileSpec(StructureSpec):
+    """Repeats the input ``tiles`` times along ``axis`` (default 1)."""
+
+    type = "Tile"
+    param_field = "tile_param"
+
+    def check(self, layer: Any) -> Iterator[Problem]:
+        p = layer.tile_param
+        if not has(p, "tiles"):
+            yield Problem("L120", "tiles is missing; Tile needs the number of copies",
+                          ("tile_param", "tiles"))
+        elif p.tiles <= 0:
+            yield Problem("L120", f"tiles {p.tiles} must be positive", ("tile_param", "tiles"))
+
+    def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:
+        x = bottom(bottoms, 0)
+        if x is None or has_errors(self, layer):
+            return unknown(self, layer)
+        p = layer.tile_param
+        axis = axis_of(p.axis, x, ("tile_param", "axis"))
+        top = list(x)
+        top[axis] = None if x[axis] is None else x[axis] * p.tiles
+        return [tuple(top)] * top_count(self, layer)
+
+
+@register
+class ReductionSpec(StructureSpec):
+    """Reduces (SUM, ASUM, SUMSQ, MEAN) all axes from ``axis`` (default 0) on: the top is the
+    input's shape up to ``axis``, a scalar with axis 0."""
+
+    type = "Reduction"
+    param_field = "reduction_param"
+
+    def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:
+        x = bottom(bottoms, 0)
+        if x is None:
+            return unknown(self, layer)
+        axis = axis_of(layer.reduction_param.axis, x, ("reduction_param", "axis"))
+        return [tuple(x[:axis])] * top_count(self, layer)
+
+
+@register
+class FilterSpec(StructureSpec):
+    """Keeps the items (first axis) of bottoms 0..n-2 where the last bottom, the selector, is
+    non-zero; one top per filtered bottom. The kept count depends on the data."""
+
+    type = "Filter"
+    min_bottoms = 2
+    max_bottoms = None
+    max_tops = None
+
+    def top_range(self, layer: Any) -> tuple[int, Optional[int]]:
+        n = len(layer.bottom)
+        return (n - 1, n - 1) if n >= 2 else (1, None)
+
+    def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:
+        selector_index = len(bottoms) - 1
+        selector = bottom(bottoms, selector_index)
+        if selector is not None:
+            if len(selector) == 0 or any(differ(d, 1) for d in selector[1:]):
+                fail("L120", f"the selector (last bottom) must be (N, 1, ...); got "
+                             f"{fmt(selector)}", ("bottom", selector_index))
+        tops = []
+        for index in range(top_count(self, layer)):
+            shape = bottom(bottoms, index)
+            if shape is not None and len(shape) == 0:
+                fail("L120", f"bottom {index} is a scalar; Filter selects along the first axis",
+                     ("bottom", index))
+            if shape is not None and selector is not None and differ(shape[0], selector[0]):
+                fail("L120", f"bottom {index} {fmt(shape)} and the selector {fmt(selector)} "
+                             f"differ in their first dimension", ("bottom", index))
+            tops.append(None if shape is None else (None,) + tuple(shape[1:]))
+        return tops
+
+
+@register
+class ArgMaxSpec(StructureSpec):
+    """The indices (and with out_max_val the values) of the top_k largest values, along
+    ``axis`` when given, else over each item: then the top is (N, 1 or 2, top_k[, 1...])."""
+
+    type = "ArgMax"
+    param_field = "argmax_param"
+
+    def check(self, layer: Any) -> Iterator[Problem]:
+        if layer.argmax_param.top_k == 0:
+            yield Problem("L120", "top_k must be at least 1", ("argmax_param", "top_k"))
+
+    def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:
+        x = bottom(bottoms, 0)
+        if x is None or has_errors(self, layer):
+            return unknown(self, layer)
+        p = layer.argmax_param
+        if has(p, "axis"):
+            axis = axis_of(p.axis, x, ("argmax_param", "axis"))
+            if x[axis] is not None and p.top_k > x[axis]:
+                fail("L120", f"top_k {p.top_k} is more than the {x[axis]} values along axis "
+                             f"{axis}", ("argmax_param", "top_k"))
+            top: list = list(x)
+            top[axis] = p.top_k
+        else:
+            if len(x) == 0:
+                fail("L120", "ArgMax without an axis needs an input with a first (batch) axis",
+                     ("bottom", 0))
+            per_item = count(x, 1)
+            if per_item is not None and p.top_k > per_item:
+                fail("L120", f"top_k {p.top_k} is more than the {per_item} values of each item",
+                     ("argmax_param", "top_k"))
+            top = [1] * max(len(x), 3)
+            top[0] = x[0]
+            top[2] = p.top_k
+            if p.out_max_val:
+                top[1] = 2
+        return [tuple(top)] * top_count(self, layer)
+
+
+@register
+class BatchReindexSpec(StructureSpec):
+    """Gathers items of bottom 0 by the indices in bottom 1 (1-D): the top's first dimension is
+    the number of indices."""
+
+    type = "BatchReindex"
+    min_bottoms = max_bottoms = 2
+
+    def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:
+        x, indices = bottom(bottoms, 0), bottom(bottoms, 1)
+        if indices is not None and len(indices) != 1:
+            fail("L120", f"the indices (bottom 1) must be 1-D; got {fmt(indices)}", ("bottom", 1))
+        if x is None:
+            return unknown(self, layer)
+        first: Dim = None if indices is None else indices[0]
+        return [(first,) + tuple(x[1:])] * top_count(self, layer)
+
+
+@register
+class ParameterSpec(StructureSpec):
+    """Outputs its one learnable blob, of parameter_param.shape."""
+
+    type = "Parameter"
+    param_field = "parameter_param"
+    min_bottoms = max_bottoms = 0
+    in_place = IN_PLACE_OK
+
+    def blob_count(self, layer: Any) -> int:
+        return 1
+
+    def check(self, layer: Any) -> Iterator[Problem]:
+        for i, dim in enumerate(layer.parameter_param.shape.dim):
+            if dim < 0:
+                yield Problem("L120", f"dimension {dim} is negative",
+                              ("parameter_param", "shape", "dim", i))
+
+    def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:
+        if has_errors(self, layer):
+            return unknown(self, layer)
+        return [blob_dims(layer.parameter_param.shape)] * top_count(self, layer)
+
+    def blob_shapes(self, layer: Any, bottoms: list) -> Optional[list]:
+        return [blob_dims(layer.parameter_param.shape)]
