@@ -1,0 +1,1 @@
+"""The Net model: layers, phase filtering, legacy upgrades, wiring and shapes."""
