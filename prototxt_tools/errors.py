@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 ERROR = "error"
@@ -26,6 +26,7 @@ class Diagnostic:
     offset: Optional[int] = None
     end_line: Optional[int] = None
     end_column: Optional[int] = None
+    code: Optional[str] = None
 
     @property
     def location(self) -> str:
@@ -80,7 +81,6 @@ class PrototxtError(Exception):
         """The same error, attributed to ``path`` (for errors raised before the path was known)."""
         if path is None or self.path == path:
             return self
-        diagnostics = [Diagnostic(d.message, path, d.line, d.column, d.severity, d.offset,
-                                  d.end_line, d.end_column) for d in self.diagnostics]
+        diagnostics = [replace(d, path=path) for d in self.diagnostics]
         return PrototxtError(self.message, path, self.line, self.column,
                              offset=self.offset, diagnostics=diagnostics)

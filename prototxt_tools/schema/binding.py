@@ -235,12 +235,13 @@ class _Binder:
         self.diagnostics: list[Diagnostic] = []
 
     # -- diagnostics
-    def report(self, node: Node, message: str, severity: str = ERROR, at_offset: int = 0) -> None:
+    def report(self, code: str, node: Node, message: str, severity: str = ERROR,
+               at_offset: int = 0) -> None:
         doc = self.document
         start = doc.position(doc.token_offset(node.start) + at_offset)
         end = doc.position(doc.token_end(node.stop - 1))
         self.diagnostics.append(Diagnostic(message, doc.path, start.line, start.column, severity,
-                                           start.offset, end.line, end.column))
+                                           start.offset, end.line, end.column, code))
 
     def where(self, node: Node) -> str:
         line, column, _ = self.document.token_position(node.start)
@@ -270,10 +271,11 @@ class _Binder:
                             if type(item) is Message:
                                 self.fields(item.fields, container.add())
                             else:
-                                self.report(item, f"'{name}' holds {info.type_name} messages; "
-                                                  f"expected '{{' in the list")
+                                self.report("S003", item,
+                                            f"'{name}' holds {info.type_name} messages; "
+                                            f"expected '{{' in the list")
                     else:
-                        self.report(value, f"'{name}' is a {info.type_name} message; "
+                        self.report("S003", value, f"'{name}' is a {info.type_name} message; "
                                            f"expected '{name} {{ ... }}'")
                     continue
                 if value_type is Scalar:
@@ -282,7 +284,8 @@ class _Binder:
                         pending.setdefault(name, []).append(converted)
                 elif value_type is ListValue:
                     if not field.colon:
-                        self.report(value, f"expected ':' between '{name}' and its list of values")
+                        self.report("S003", value,
+                                    f"expected ':' between '{name}' and its list of values")
                     values = pending.setdefault(name, [])
                     for item in value.items:
                         if type(item) is Scalar:
@@ -290,33 +293,36 @@ class _Binder:
                             if converted is not _INVALID:
                                 values.append(converted)
                         else:
-                            self.report(item, f"'{name}' takes {info.type_name} values, "
+                            self.report("S003", item, f"'{name}' takes {info.type_name} values, "
                                               f"not messages")
                 else:
-                    self.report(value, f"'{name}' takes a {info.type_name} value, not a block")
+                    self.report("S003", value,
+                                f"'{name}' takes a {info.type_name} value, not a block")
                 continue
             first = seen.get(name)
             if first is not None:
-                self.report(field, f"'{name}' is given twice (first at {self.where(first)}); "
-                                   f"it is not a repeated field")
+                self.report("S006", field,
+                            f"'{name}' is given twice (first at {self.where(first)}); "
+                            f"it is not a repeated field")
                 continue
             seen[name] = field
             if value_type is ListValue:
-                self.report(value, f"'{name}' is not a repeated field; a list is not allowed")
+                self.report("S003", value,
+                            f"'{name}' is not a repeated field; a list is not allowed")
             elif info.is_message:
                 if value_type is Message:
                     sub = getattr(message, name)
                     sub.SetInParent()
                     self.fields(value.fields, sub)
                 else:
-                    self.report(value, f"'{name}' is a {info.type_name} message; "
+                    self.report("S003", value, f"'{name}' is a {info.type_name} message; "
                                        f"expected '{name} {{ ... }}'")
             elif value_type is Scalar:
                 converted = self.convert(info, value)
                 if converted is not _INVALID:
                     setattr(message, name, converted)
             else:
-                self.report(value, f"'{name}' takes a {info.type_name} value, not a block")
+                self.report("S003", value, f"'{name}' takes a {info.type_name} value, not a block")
         for name, values in pending.items():
             if values:
                 getattr(message, name).extend(values)
@@ -328,22 +334,22 @@ class _Binder:
         fork_field = KNOWN_FORK_FIELDS.get((owner, name))
         if fork_field is not None:
             severity, explanation = fork_field
-            self.report(field, explanation, severity)
+            self.report("S010", field, explanation, severity)
             return
         if name.endswith("_param") and type(field.value) is not Scalar:
             fork = KNOWN_FORK_PARAMS.get(name)
             if fork is not None:
-                self.report(field, f"'{name}' belongs to {fork}, not BVLC Caffe; ignored",
+                self.report("S009", field, f"'{name}' belongs to {fork}, not BVLC Caffe; ignored",
                             WARNING)
                 return
             close = _close_names(name, known, strict=True)
             if not close:
-                self.report(field, f"'{name}' is not a {owner} field (a Caffe fork's "
+                self.report("S009", field, f"'{name}' is not a {owner} field (a Caffe fork's "
                                    f"parameters?); ignored", WARNING)
                 return
         suggestion = _close_names(name, known)
         hint = f"; did you mean '{suggestion[0]}'?" if suggestion else ""
-        self.report(field, f"unknown field '{name}' in {owner}{hint}")
+        self.report("S002", field, f"unknown field '{name}' in {owner}{hint}")
 
     # -- scalars
     def convert(self, info: _FieldInfo, node: Scalar) -> Any:
@@ -354,8 +360,9 @@ class _Binder:
                 return value
         kind = node.kind
         if kind == "template":
-            self.report(node, f"template placeholder {node.body} must be substituted before "
-                              f"'{info.name}' can be read")
+            self.report("S008", node,
+                        f"template placeholder {node.body} must be substituted before "
+                        f"'{info.name}' can be read")
             return _INVALID
         field_type = info.descriptor.type
         name = info.name
@@ -368,7 +375,7 @@ class _Binder:
                 return self.wrong_type(info, node, "an integer")
             low, high = _INT_RANGES[field_type]
             if not low <= value <= high:
-                self.report(node, f"{value} is out of range for '{name}' "
+                self.report("S005", node, f"{value} is out of range for '{name}' "
                                   f"({info.type_name}: {low}..{high})")
                 return _INVALID
             return value
@@ -380,7 +387,7 @@ class _Binder:
                 except ValueError:
                     return self.wrong_type(info, node, "a number")
                 if field_type == 2 and math.isfinite(value) and abs(value) > FLOAT32_MAX:
-                    self.report(node, f"{node.text} does not fit in a float32 and becomes "
+                    self.report("S011", node, f"{node.text} does not fit in a float32 and becomes "
                                       f"infinity in '{name}'", WARNING)
                 return value
             return self.wrong_type(info, node, "a number")
@@ -400,7 +407,7 @@ class _Binder:
         # string and bytes
         if kind != "string":
             if kind == "identifier" and not node.negative:
-                self.report(node, f"'{name}' takes a quoted string; write \"{node.body}\"")
+                self.report("S003", node, f"'{name}' takes a quoted string; write \"{node.body}\"")
                 return _INVALID
             return self.wrong_type(info, node, "a quoted string")
         data = self.string_bytes(node)
@@ -411,7 +418,7 @@ class _Binder:
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
-            self.report(node, f"'{name}' must be valid UTF-8 text")
+            self.report("S007", node, f"'{name}' must be valid UTF-8 text")
             return _INVALID
 
     def string_bytes(self, node: Scalar) -> Optional[bytes]:
@@ -423,7 +430,7 @@ class _Binder:
                 parts.append(string_literal_bytes(literal))
             except EscapeError as exc:
                 offset = doc.token_offset(index) - doc.token_offset(node.start) + exc.offset
-                self.report(node, str(exc), ERROR, at_offset=offset)
+                self.report("S007", node, str(exc), ERROR, at_offset=offset)
                 return None
         return b"".join(parts)
 
@@ -437,8 +444,9 @@ class _Binder:
                 return value.number
             close = _close_names(node.body, names) or _close_names(node.body.upper(), names)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            self.report(node, f"unknown value '{node.body}' for '{info.name}' ({enum.name}); "
-                              f"{hint}expected one of {', '.join(names)}")
+            self.report("S004", node,
+                        f"unknown value '{node.body}' for '{info.name}' ({enum.name}); "
+                        f"{hint}expected one of {', '.join(names)}")
             return _INVALID
         if kind == "number":
             try:
@@ -448,13 +456,13 @@ class _Binder:
             if number in enum.values_by_number:
                 return number
             choices = ", ".join(f"{v.name}={v.number}" for v in enum.values)
-            self.report(node, f"{number} is not a value of {enum.name} for '{info.name}' "
+            self.report("S004", node, f"{number} is not a value of {enum.name} for '{info.name}' "
                               f"(expected one of {choices})")
             return _INVALID
         return self.wrong_type(info, node, f"one of {', '.join(names)}")
 
     def wrong_type(self, info: _FieldInfo, node: Scalar, expected: str) -> Any:
-        self.report(node, f"'{info.name}' takes {expected} ({info.type_name}), "
+        self.report("S003", node, f"'{info.name}' takes {expected} ({info.type_name}), "
                           f"found {_describe(node)}")
         return _INVALID
 

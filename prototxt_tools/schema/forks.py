@@ -78,3 +78,37 @@ KNOWN_FORK_FIELDS: dict[tuple[str, str], tuple[str, str]] = {
     ("SolverParameter", "warmup_start_lr"): (
         "warning", "'warmup_start_lr' comes from Intel Caffe's solver; ignored"),
 }
+
+#: Layer types that Caffe forks add (BVLC Caffe aborts on them: "Unknown layer type").
+KNOWN_FORK_LAYER_TYPES: dict[str, str] = {
+    "BN": "the SegNet/ENet/PSPNet Caffe forks",
+    "Interp": "the DeepLab/PSPNet Caffe forks",
+    "Upsample": "the SegNet/YOLOv3 Caffe forks",
+    "DenseImageData": "the SegNet/ENet Caffe forks",
+    "ImageSegData": "DeepLab's Caffe fork",
+    "SegAccuracy": "DeepLab's Caffe fork",
+    "MatWrite": "DeepLab's Caffe fork",
+    "ROIPooling": "the Fast/Faster R-CNN Caffe fork",
+    "SmoothL1Loss": "the Fast/Faster R-CNN Caffe fork",
+    "AnnotatedData": "SSD's Caffe fork",
+    "PriorBox": "SSD's Caffe fork",
+    "DetectionOutput": "SSD's Caffe fork",
+    "DetectionEvaluate": "SSD's Caffe fork",
+    "MultiBoxLoss": "SSD's Caffe fork",
+    "Normalize": "SSD's Caffe fork",
+    "Permute": "SSD's Caffe fork",
+    "Reorg": "the YOLOv2 Caffe forks",
+    "Region": "the YOLOv2 Caffe forks",
+    "RegionLoss": "the YOLOv2 Caffe forks",
+    "EvalDetection": "the YOLO Caffe forks",
+    "Yolo": "the YOLOv3 Caffe forks",
+    "Mish": "the YOLOv4 Caffe forks",
+    "ShuffleChannel": "ShuffleNet's Caffe fork",
+    "ConvolutionDepthwise": "MobileNet Caffe forks (depthwise convolution)",
+    "DepthwiseConvolution": "MobileNet Caffe forks (depthwise convolution)",
+    "CtcLoss": "a warp-ctc Caffe fork (CRNN)",
+    "ContinuationIndicator": "a CRNN Caffe fork",
+    "LabelsequenceAccuracy": "a CRNN Caffe fork",
+    "TripletLoss": "a face-recognition Caffe fork",
+    "Resize": "Intel Caffe / SSD forks",
+}
