@@ -157,6 +157,192 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- lint --------------------------------------------------------------------------------------
+
+def _codes(values: Optional[Sequence[str]]) -> list:
+    codes: list[str] = []
+    for value in values or ():
+        codes.extend(part.strip() for part in value.split(",") if part.strip())
+    return codes
+
+
+def parse_input_shape(text: str) -> tuple:
+    """``NAME=N,C,H,W`` -> ("NAME", (N, C, H, W))."""
+    name, _, dims = text.partition("=")
+    try:
+        shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+    except ValueError:
+        shape = ()
+    if not name or not shape or any(d < 0 for d in shape):
+        raise PrototxtError(f"--input-shape expects NAME=N,C,H,W, got {text!r}")
+    return name, shape
+
+
+def _lint_setup(args: argparse.Namespace) -> tuple:
+    from pathlib import Path
+
+    from .layers.base import TEST, TRAIN
+    from .lint.config import load_config, parse_option
+    from .lint.engine import LintOptions
+
+    config = load_config(Path(args.config) if args.config else None)
+    options: dict = {}
+    for text in args.option or ():
+        code, name, value = parse_option(text)
+        options.setdefault(code, {})[name] = value
+    config = config.with_overrides(select=_codes(args.select), ignore=_codes(args.ignore),
+                                   extend_select=_codes(args.extend_select),
+                                   fail_on=args.fail_on, options=options)
+    phases = {"TRAIN": (TRAIN,), "TEST": (TEST,), None: (TRAIN, TEST)}[args.phase]
+    shapes = dict(parse_input_shape(text) for text in args.input_shape or ())
+    lint_options = LintOptions(phases=phases, level=args.level, stages=tuple(args.stage or ()),
+                               input_shapes=shapes, kind=args.kind)
+    return config, lint_options
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    from .fileio import atomic_write, decode_text, encode_text
+    from .lint.engine import fix_text, lint_text
+    from .lint.reporters import render
+
+    config, options = _lint_setup(args)
+    findings = []
+    unreadable = 0
+    changed = 0
+    fixed_count = 0
+    for path in args.files:
+        display = _display(path)
+        try:
+            original = decode_text(_reader(path))
+        except PrototxtError as exc:
+            print(exc, file=sys.stderr)
+            unreadable += 1
+            continue
+        if args.fix or args.diff or args.unsafe_fixes:
+            outcome = fix_text(original, display, config, options, unsafe=args.unsafe_fixes)
+            result = outcome.result
+            if not outcome.converged:
+                print(f"{display}: fixes did not settle after {outcome.rounds} rounds; "
+                      f"stopped (please report)", file=sys.stderr)
+            if outcome.text != original:
+                changed += 1
+                fixed_count += len(outcome.applied)
+                if args.diff:
+                    diff = difflib.unified_diff(original.splitlines(keepends=True),
+                                                outcome.text.splitlines(keepends=True),
+                                                fromfile=f"{display} (original)",
+                                                tofile=f"{display} (fixed)")
+                    sys.stdout.buffer.write(encode_text("".join(
+                        line if line.endswith("\n") else line + "\n" for line in diff)))
+                elif path != "-":
+                    atomic_write(path, outcome.text)
+                else:
+                    sys.stdout.buffer.write(encode_text(outcome.text))
+        else:
+            result = lint_text(original, display, config, options)
+        for code, message in result.internal_errors:
+            print(f"prototxt: internal error in rule {code} on {display}: {message} "
+                  f"(please report)", file=sys.stderr)
+        findings.extend(result.findings)
+    if not args.diff or args.format != "text":
+        output = render(findings, args.format)
+        if output:
+            sys.stdout.buffer.write(encode_text(output))
+    failing = [f for f in findings if SEVERITY_ORDER[f.severity] >= SEVERITY_ORDER[config.fail_on]]
+    if args.format == "text" and not args.quiet:
+        _lint_summary(findings, changed, fixed_count, args)
+    if unreadable:
+        return EXIT_USAGE
+    if failing or (args.diff and changed):
+        return EXIT_FINDINGS
+    return EXIT_OK
+
+
+SEVERITY_ORDER = {"info": 0, "warning": 1, "error": 2}
+
+
+def _lint_summary(findings: list, changed: int, fixed: int, args: argparse.Namespace) -> None:
+    counts = {level: sum(1 for f in findings if f.severity == level)
+              for level in ("error", "warning", "info")}
+    safe = sum(1 for f in findings if f.fix is not None and f.fix.safe)
+    unsafe = sum(1 for f in findings if f.fix is not None and not f.fix.safe)
+    parts = []
+    if args.fix and fixed:
+        parts.append(f"fixed {_plural(fixed, 'finding')} in {_plural(changed, 'file')}")
+    if findings:
+        parts.append(f"{_plural(len(findings), 'finding')} "
+                     f"({counts['error']} error{'s' if counts['error'] != 1 else ''}, "
+                     f"{counts['warning']} warning{'s' if counts['warning'] != 1 else ''}, "
+                     f"{counts['info']} info)")
+    else:
+        parts.append("no findings")
+    if safe:
+        parts.append(f"{safe} fixable with --fix")
+    if unsafe:
+        parts.append(f"{unsafe} more with --unsafe-fixes")
+    print("; ".join(parts), file=sys.stderr)
+
+
+# -- rules -------------------------------------------------------------------------------------
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from .lint.docs import rule_text
+    from .lint.rule import all_rules, get_rule
+
+    if args.code:
+        rule = get_rule(args.code)
+        if rule is None:
+            known = [r.code for r in all_rules()]
+            hint = difflib.get_close_matches(args.code.upper(), known, n=1)
+            suffix = f"; did you mean {hint[0]}?" if hint else ""
+            print(f"prototxt rules: no rule {args.code!r}{suffix}", file=sys.stderr)
+            return EXIT_USAGE
+        print(rule_text(rule))
+        return EXIT_OK
+    rules = all_rules()
+    if args.format == "json":
+        print(json.dumps([{"code": r.code, "name": r.name, "severity": r.severity,
+                           "default": r.enabled_by_default, "summary": r.summary,
+                           "fix": bool(r.fix_description)} for r in rules], indent=2))
+        return EXIT_OK
+    width = max(len(r.name) for r in rules)
+    for rule in rules:
+        default = " " if rule.enabled_by_default else "-"
+        fix = "*" if rule.fix_description else " "
+        print(f"{rule.code:<6} {default}{fix} {rule.name:<{width}}  {rule.severity:<7}  "
+              f"{rule.summary}")
+    print("\n'-': off by default (turn on with --extend-select); '*': has a fix. "
+          "'prototxt rules CODE' shows a rule's documentation.")
+    return EXIT_OK
+
+
+# -- upgrade -----------------------------------------------------------------------------------
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    from .fileio import atomic_write, encode_text
+    from .net.upgrade import upgrade_text
+    from .syntax.parser import parse
+
+    display = _display(args.file)
+    document = parse(_reader(args.file), display)
+    result = upgrade_text(document)
+    for issue in [*result.errors, *result.notes]:
+        print(issue, file=sys.stderr)
+    if result.errors:
+        return EXIT_FINDINGS
+    if args.output:
+        atomic_write(args.output, result.text)
+        steps = ", ".join(result.steps) or "nothing to upgrade"
+        print(f"wrote {args.output} ({steps})", file=sys.stderr)
+    elif args.in_place:
+        if result.changed:
+            atomic_write(args.file, result.text)
+        print(f"{display}: {', '.join(result.steps) or 'nothing to upgrade'}", file=sys.stderr)
+    else:
+        sys.stdout.buffer.write(encode_text(result.text))
+    return EXIT_OK
+
+
 # -- weights -----------------------------------------------------------------------------------
 
 def cmd_weights(args: argparse.Namespace) -> int:
@@ -186,11 +372,12 @@ def cmd_weights(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prototxt",
-        description="Check, format and inspect Caffe .prototxt nets, solvers and .caffemodel "
-                    "weights.",
+        description="Check, lint, format, upgrade and inspect Caffe .prototxt nets, solvers and "
+                    ".caffemodel weights.",
         formatter_class=_Formatter,
         epilog="examples:\n"
                "  prototxt check train_val.prototxt solver.prototxt\n"
+               "  prototxt lint train_val.prototxt\n"
                "  prototxt fmt --diff deploy.prototxt\n"
                "  prototxt weights model.caffemodel\n\n"
                "Run 'prototxt COMMAND --help' for a command's options.",
@@ -244,6 +431,91 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--in-place", action="store_true",
                       help="rewrite changed files (atomically)")
     fmt.set_defaults(handler=cmd_fmt)
+
+    lint = commands.add_parser(
+        "lint", formatter_class=_Formatter,
+        help="find what Caffe would fail on or silently get wrong (BatchNorm above all)",
+        description="Lint nets and solvers: BatchNorm mistakes (BN), wiring Caffe rejects per "
+                    "phase (G), training layers left in deploy nets (D), Caffe's layer set-up "
+                    "checks with shapes inferred (L) and schema problems (S). 'prototxt rules' "
+                    "lists the rules. Settings come from [tool.prototxt-tools.lint] in "
+                    "pyproject.toml or [lint] in .prototxt-tools.toml, then the options below.\n\n"
+                    "exit status: 0 no findings at or above --fail-on, 1 such findings (or, "
+                    "with --diff, fixes to apply), 2 usage errors or unreadable files",
+        epilog="examples:\n"
+               "  prototxt lint train_val.prototxt deploy.prototxt\n"
+               "  prototxt lint --select BN --fail-on warning models/*.prototxt\n"
+               "  prototxt lint --fix train_val.prototxt\n"
+               "  prototxt lint --diff --unsafe-fixes train_val.prototxt\n"
+               "  prototxt lint --phase TRAIN --input-shape data=8,3,224,224 net.prototxt\n"
+               "  prototxt lint --format sarif models/*.prototxt > lint.sarif",
+    )
+    lint.add_argument("files", nargs="+", metavar="FILE", help="files to lint ('-' = stdin)")
+    lint.add_argument("--select", action="append", metavar="CODES",
+                      help="only these rules (codes or prefixes, comma-separated)")
+    lint.add_argument("--extend-select", action="append", metavar="CODES",
+                      help="add rules to the selection (e.g. BN009, off by default)")
+    lint.add_argument("--ignore", action="append", metavar="CODES", help="skip these rules")
+    lint.add_argument("--fail-on", choices=["error", "warning", "info"],
+                      help="lowest severity that makes the exit status 1 (default: error)")
+    lint.add_argument("--format", choices=["text", "json", "sarif", "github"], default="text")
+    lint.add_argument("--fix", action="store_true",
+                      help="apply safe fixes to the files (atomically), then report the rest")
+    lint.add_argument("--unsafe-fixes", action="store_true",
+                      help="also apply fixes marked unsafe (implies --fix)")
+    lint.add_argument("--diff", action="store_true",
+                      help="print the fixes as a diff instead of writing them")
+    lint.add_argument("--phase", choices=["TRAIN", "TEST"],
+                      help="lint only the net of this phase (default: both)")
+    lint.add_argument("--stage", action="append", metavar="NAME",
+                      help="add a stage to the net state (repeatable)")
+    lint.add_argument("--level", type=int, help="the net state's level (default: the file's)")
+    lint.add_argument("--input-shape", action="append", metavar="NAME=N,C,H,W",
+                      help="shape of an input or data top, for shape inference (repeatable)")
+    lint.add_argument("--kind", choices=["net", "solver"],
+                      help="read files as this message (default: decide per file)")
+    lint.add_argument("--config", metavar="FILE", help="settings file (default: search upwards)")
+    lint.add_argument("--option", action="append", metavar="CODE.NAME=VALUE",
+                      help="a rule option, e.g. BN006.threshold=32 (repeatable)")
+    lint.add_argument("-q", "--quiet", action="store_true", help="no summary line")
+    lint.set_defaults(handler=cmd_lint)
+
+    rules = commands.add_parser(
+        "rules", formatter_class=_Formatter,
+        help="list the lint rules, or show one rule's documentation",
+        description="Without a code: every rule with its code, name, default severity and "
+                    "summary. With a code: the rule's documentation (what it does, why it "
+                    "matters, an example, the fix and whether it is safe, its options).",
+        epilog="examples:\n"
+               "  prototxt rules\n"
+               "  prototxt rules BN001\n"
+               "  prototxt rules --format json",
+    )
+    rules.add_argument("code", nargs="?", metavar="CODE")
+    rules.add_argument("--format", choices=["text", "json"], default="text")
+    rules.set_defaults(handler=cmd_rules)
+
+    upgrade = commands.add_parser(
+        "upgrade", formatter_class=_Formatter,
+        help="rewrite a V0/V1 net (and input: fields) in today's format, comments kept",
+        description="Upgrade a net as Caffe does when it loads one: V0 layers to V1, data "
+                    "transformation fields into transform_param, V1 layers to V2 'layer' "
+                    "blocks, input:/input_dim:/input_shape: fields to an Input layer, and "
+                    "BatchNorm statistics to lr_mult 0. The result is canonical V2 text; "
+                    "comments stay with the layer they belonged to. Prints to standard output "
+                    "unless -o or --in-place is given; a file needing no upgrade comes back "
+                    "unchanged.\n\n"
+                    "exit status: 0 upgraded (or nothing to do), 1 Caffe's upgrade would fail, "
+                    "2 usage errors or unreadable input",
+        epilog="examples:\n"
+               "  prototxt upgrade old_train_val.prototxt -o train_val.prototxt\n"
+               "  prototxt upgrade --in-place lenet_v1.prototxt",
+    )
+    upgrade.add_argument("file", metavar="FILE")
+    target = upgrade.add_mutually_exclusive_group()
+    target.add_argument("-o", "--output", metavar="OUT", help="write the result here (atomically)")
+    target.add_argument("--in-place", action="store_true", help="rewrite FILE (atomically)")
+    upgrade.set_defaults(handler=cmd_upgrade)
 
     weights = commands.add_parser(
         "weights", formatter_class=_Formatter,
