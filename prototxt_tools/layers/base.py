@@ -45,8 +45,8 @@ CHECK_CODES: dict[str, tuple[str, str]] = {
     "L050": ("concat-slice-params", "Concat or Slice parameters or input shapes Caffe rejects"),
     "L060": ("crop-params", "Crop offsets or sizes Caffe rejects"),
     "L070": ("reshape-params", "Reshape or Flatten parameters Caffe rejects"),
-    "L080": ("normalization-params", "LRN, MVN, Scale or Bias parameters or shapes Caffe "
-                                     "rejects"),
+    "L080": ("normalization-params", "BatchNorm, LRN, MVN, Scale or Bias parameters or shapes "
+                                     "Caffe rejects"),
     "L090": ("activation-params", "Dropout, Exp, Log, Power, PReLU, Clip and other "
                                   "element-wise layer parameters Caffe rejects"),
     "L100": ("loss-params", "loss and Accuracy layer parameters or label shapes Caffe rejects"),
@@ -102,7 +102,8 @@ class LayerSpec:
     """
 
     type: str = ""
-    family: str = "other"  # data, vision, activation, normalization, loss, structure, recurrent
+    # data, vision, common, activation, normalization, loss, structure, recurrent, python
+    family: str = "other"
     param_field: Optional[str] = None  # e.g. "convolution_param"
     min_bottoms: int = 0
     max_bottoms: Optional[int] = None

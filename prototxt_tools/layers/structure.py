@@ -169,7 +169,8 @@ class EltwiseSpec(StructureSpec):
             yield Problem("L040", "coeff only applies to SUM; Caffe rejects it with PROD",
                           ("eltwise_param", "coeff"))
         elif p.coeff and len(p.coeff) != len(layer.bottom):
-            yield Problem("L040", f"{len(p.coeff)} coeff values for {len(layer.bottom)} bottoms; "
+            yield Problem("L040", f"{len(p.coeff)} coeff value{'s' if len(p.coeff) != 1 else ''} "
+                                  f"for {len(layer.bottom)} bottoms; "
                                   f"give one per bottom or none", ("eltwise_param", "coeff"))
 
     def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:

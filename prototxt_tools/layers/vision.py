@@ -136,6 +136,18 @@ def conv_output(size: Dim, geometry: ConvGeometry, i: int) -> Dim:
     return cdiv(size + 2 * geometry.pad[i] - geometry.extent(i), geometry.stride[i]) + 1
 
 
+def check_output_size(out: Dim, description: str, code: str, field_path: tuple,
+                      context: ShapeContext) -> None:
+    """Caffe aborts on a negative output dimension (Blob::Reshape); a zero one it accepts,
+    leaving an empty blob nothing downstream can use, so that is a warning."""
+    if out is None or out > 0:
+        return
+    if out < 0:
+        fail(code, description, field_path)
+    context.warn(code, f"{description}: Caffe accepts the empty output, but every later layer "
+                       f"then works on nothing", field_path)
+
+
 def _spatial_layout(layer: Any, x: tuple, minimum: int) -> tuple[int, ConvGeometry]:
     """The channel axis and the geometry for input ``x``."""
     p = layer.convolution_param
@@ -195,11 +207,10 @@ class BaseConvolutionSpec(LayerSpec):
         spatial = []
         for i, size in enumerate(x[channel_axis + 1:]):
             out = self.output_size(size, geometry, i)
-            if out is not None and out <= 0:
-                fail("L010", f"spatial axis {i} of the input {fmt(x)} gives an output size of "
-                             f"{out} with kernel {geometry.kernel[i]}, stride "
-                             f"{geometry.stride[i]}, pad {geometry.pad[i]} and dilation "
-                             f"{geometry.dilation[i]}", (CONV,))
+            check_output_size(out, f"spatial axis {i} of the input {fmt(x)} gives an output "
+                                   f"size of {out} with kernel {geometry.kernel[i]}, stride "
+                                   f"{geometry.stride[i]}, pad {geometry.pad[i]} and dilation "
+                                   f"{geometry.dilation[i]}", "L010", (CONV,), context)
             self.warn_partial(context, size, geometry, i)
             spatial.append(out)
         top = tuple(x[:channel_axis]) + (p.num_output,) + tuple(spatial)
@@ -234,9 +245,11 @@ class ConvolutionSpec(BaseConvolutionSpec):
     def warn_partial(self, context: ShapeContext, size: Dim, geometry: ConvGeometry,
                      i: int) -> None:
         if size is not None and size + 2 * geometry.pad[i] < geometry.extent(i):
+            padded = size + 2 * geometry.pad[i]
             context.warn("L010", f"spatial axis {i}: the kernel spans {geometry.extent(i)} but "
-                                 f"the padded input only {size + 2 * geometry.pad[i]}; Caffe "
-                                 f"still produces an output from the padding", (CONV,))
+                                 f"the {'padded ' if geometry.pad[i] else ''}input only "
+                                 f"{padded}; Caffe's integer division still gives one output, "
+                                 f"computed partly from zeros beyond the input", (CONV,))
 
     def weight_shape(self, channels: Dim, p: Any, kernel: tuple) -> tuple:
         return (p.num_output, cdiv(channels, p.group)) + tuple(kernel)
@@ -279,6 +292,11 @@ class Im2colSpec(LayerSpec):
         channels = x[channel_axis]
         spatial = tuple(conv_output(size, geometry, i)
                         for i, size in enumerate(x[channel_axis + 1:]))
+        for i, out in enumerate(spatial):
+            check_output_size(out, f"spatial axis {i} of the input {fmt(x)} gives an output "
+                                   f"size of {out} with kernel {geometry.kernel[i]}, stride "
+                                   f"{geometry.stride[i]}, pad {geometry.pad[i]} and dilation "
+                                   f"{geometry.dilation[i]}", "L010", (CONV,), context)
         columns = None if channels is None else channels * product(geometry.kernel)
         top = tuple(x[:channel_axis]) + (columns,) + spatial
         return [top] * top_count(self, layer)
@@ -410,9 +428,9 @@ class PoolingSpec(LayerSpec):
             out_h = pooled_size(h, g.kernel[0], g.pad[0], g.stride[0], ceil_mode, any_pad)
             out_w = pooled_size(w, g.kernel[1], g.pad[1], g.stride[1], ceil_mode, any_pad)
         for axis, out, size in (("height", out_h, h), ("width", out_w, w)):
-            if out is not None and out <= 0:
-                fail("L020", f"the input {axis} {size} gives an output {axis} of {out} with "
-                             f"kernel {g.kernel}, pad {g.pad} and stride {g.stride}", (POOL,))
+            check_output_size(out, f"the input {axis} {size} gives an output {axis} of {out} "
+                                   f"with kernel {g.kernel}, pad {g.pad} and stride {g.stride}",
+                              "L020", (POOL,), context)
         top = (n, c, out_h, out_w)
         return [top] * top_count(self, layer)
 

@@ -58,7 +58,8 @@ class Finding:
         """``file:line:col: CODE [severity] message``."""
         path = self.path if self.path is not None else "<input>"
         marker = " [*]" if self.fix is not None and self.fix.safe else ""
-        return f"{path}:{self.line}:{self.column}: {self.code} [{self.severity}] {self.message}" \
+        message = self.message.replace("\r", "\\r").replace("\n", "\\n")  # one line each
+        return f"{path}:{self.line}:{self.column}: {self.code} [{self.severity}] {message}" \
                f"{marker}"
 
     @property
@@ -104,14 +105,6 @@ class Rule:
     @staticmethod
     def make_fix(edits: Iterable[TextEdit], safe: bool, description: str) -> Fix:
         return Fix(tuple(edits), safe, description)
-
-
-@dataclass
-class RuleDoc:
-    """A rule's documentation as sections (for ``prototxt rules CODE`` and docs/rules.md)."""
-
-    rule: Rule
-    sections: list = field(default_factory=list)
 
 
 _RULES: dict[str, Rule] = {}
