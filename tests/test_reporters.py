@@ -489,9 +489,11 @@ def test_text_lines(synthetic):
     findings, _, _ = synthetic
     output = render(findings, "text")
     assert output == "".join(f.format() + "\n" for f in findings)
+    assert output.count("\n") == len(findings)  # one line per finding, whatever the message
     for finding in findings:
+        message = finding.message.replace("\r", "\\r").replace("\n", "\\n")
         line = (f"{finding.path}:{finding.line}:{finding.column}: {finding.code} "
-                f"[{finding.severity}] {finding.message}")
+                f"[{finding.severity}] {message}")
         safe = finding.fix is not None and finding.fix.safe
         assert finding.format() == line + (" [*]" if safe else "")
         assert output.count(line + " [*]\n") == (1 if safe else 0)

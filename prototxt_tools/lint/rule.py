@@ -9,7 +9,7 @@ byte alone. Rules register themselves with :func:`register_rule`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, Optional, Sequence, Union
 
 from ..errors import ERROR, INFO, WARNING
