@@ -249,7 +249,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
         if output:
             sys.stdout.buffer.write(encode_text(output))
     failing = [f for f in findings if SEVERITY_ORDER[f.severity] >= SEVERITY_ORDER[config.fail_on]]
-    if args.format == "text" and not args.quiet:
+    if args.format == "text" and not args.quiet and unreadable < len(args.files):
         _lint_summary(findings, changed, fixed_count, args)
     if unreadable:
         return EXIT_USAGE

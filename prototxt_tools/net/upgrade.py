@@ -234,6 +234,9 @@ class UpgradeIssue:
     list_name: Optional[str] = None
     entry: Optional[int] = None
     field: Optional[str] = None
+    #: For notes: "warning" when something the author wrote is lost, "info" when the upgrade
+    #: only restates it (a folded padding layer, zeroed BatchNorm rates, which BN003 reports).
+    severity: str = WARNING
 
     def __str__(self) -> str:
         return self.message
@@ -286,8 +289,8 @@ class _Issues:
         self.errors: list[UpgradeIssue] = []
 
     def note(self, message: str, list_name: Optional[str] = None, entry: Optional[int] = None,
-             field_name: Optional[str] = None) -> None:
-        self.notes.append(UpgradeIssue(message, list_name, entry, field_name))
+             field_name: Optional[str] = None, severity: str = WARNING) -> None:
+        self.notes.append(UpgradeIssue(message, list_name, entry, field_name, severity))
 
     def error(self, message: str, list_name: Optional[str] = None, entry: Optional[int] = None,
               field_name: Optional[str] = None) -> None:
@@ -452,7 +455,8 @@ def _upgrade_v0(net: Any, issues: _Issues) -> tuple[Any, list[Optional[int]], di
             target.bottom[j] = source.bottom[0]
             folded.setdefault(producer, i)
             issues.note(f"V0 padding layer {pad_label} folded into {label} (pad: "
-                        f"{source.layer.pad}, bottom '{source.bottom[0]}')", "layers", producer)
+                        f"{source.layer.pad}, bottom '{source.bottom[0]}')", "layers", producer,
+                        severity="info")
         for blob in entry.top:
             last_producer[blob] = i
     for i, entry in enumerate(entries):
@@ -690,7 +694,7 @@ def _upgrade_batchnorm(net: Any, origins: list[Optional[int]], issues: _Issues,
             issues.note(f"BatchNorm layer {label}: its 3 param had lr_mult "
                         f"{', '.join(shortest_float32_repr(v) for v in learning)}; set to 0 "
                         f"(BatchNorm statistics are not learned)",
-                        list_name, origins[position], "param")
+                        list_name, origins[position], "param", severity="info")
 
 
 # -- printing ----------------------------------------------------------------------------------
@@ -995,9 +999,9 @@ def upgrade_text(document: Document) -> UpgradeTextResult:
     errors = list(bound.errors)
     notes: list[Diagnostic] = []
     for issue in result.errors:
-        errors.append(_diagnostic(document, issue, ERROR))
+        errors.append(issue_diagnostic(document, issue, ERROR))
     for issue in result.notes:
-        notes.append(_diagnostic(document, issue, WARNING))
+        notes.append(issue_diagnostic(document, issue, WARNING))
     if not result.steps:
         return UpgradeTextResult(original, result.net, [], notes, errors, False)
     text: Optional[str] = None
@@ -1018,12 +1022,14 @@ def upgrade_text(document: Document) -> UpgradeTextResult:
                              text != original)
 
 
-def _diagnostic(document: Document, issue: UpgradeIssue, severity: str) -> Diagnostic:
+def issue_diagnostic(document: Document, issue: UpgradeIssue, severity: str) -> Diagnostic:
+    """An upgrade issue as a diagnostic located at the entry or field it concerns."""
     node = _locate(document, issue)
     if node is None:
         return Diagnostic(issue.message, document.path, severity=severity)
-    position = document.token_position(node.start)
-    return Diagnostic(issue.message, document.path, position.line, position.column, severity)
+    start, end = node.span
+    return Diagnostic(issue.message, document.path, start.line, start.column, severity,
+                      start.offset, end.line, end.column)
 
 
 def _locate(document: Document, issue: UpgradeIssue) -> Optional[Any]:

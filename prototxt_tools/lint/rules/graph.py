@@ -295,3 +295,38 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc1" bottom: "label" top: 
                                f"top '{ref.name}' of layer '{layer.name}' is never read in "
                                f"TRAIN; Caffe computes and keeps it as a net output",
                                path=("top", index))
+
+
+@register_rule
+class LegacyUpgrade(Rule):
+    code = "G009"
+    name = "legacy-upgrade"
+    severity = ERROR
+    summary = "what Caffe's upgrade of a V0/V1 net or of input: fields rejects or drops"
+    why = ("Caffe upgrades old nets when it loads them: V0 layers to V1 (folding \"padding\" "
+           "layers into the next convolution or pooling), V1 to V2, input: fields to an Input "
+           "layer. Some old files cannot be upgraded (a file mixing layer and layers blocks, a V0 "
+           "type Caffe never knew) and Caffe stops; in others the upgrade silently drops "
+           "something (a padding layer that feeds no convolution, extra input_dim values). "
+           "`prototxt upgrade` rewrites the file as Caffe reads it.")
+    example = """\
+layers { layer { name: "pad" type: "padding" pad: 1 } bottom: "data" top: "padded" }"""
+    use_instead = """\
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }"""
+
+    def check(self, context: LintContext) -> Iterator[Finding]:
+        from ...net.upgrade import issue_diagnostic
+
+        net = context.net
+        if net.document is None:
+            return
+        failed = set()
+        for issue in net.upgrade_errors:
+            failed.add((issue.list_name, issue.entry))
+            yield context.finding_at(self, issue_diagnostic(net.document, issue, ERROR))
+        for issue in net.upgrade_notes:
+            # Info notes restate what the upgrade does; notes on an entry Caffe already fails
+            # on (say, fields of an unknown V0 type) would only repeat that failure.
+            if issue.severity == WARNING and (issue.list_name, issue.entry) not in failed:
+                yield context.finding_at(self, issue_diagnostic(net.document, issue, WARNING))
