@@ -31,12 +31,13 @@ from typing import Any, Callable, Optional, Union
 
 from ..errors import ERROR, WARNING, Diagnostic, PrototxtError
 from ..schema import caffe_pb2
-from ..schema.binding import bind, detect_kind
+from ..schema.binding import is_repeated, bind, detect_kind, layout_message, scalar_to_text
+from ..syntax.format import _BLANK, Line, render_lines, split_trivia
 from ..syntax.edits import TextEdit, apply_edits, indent_unit, insert_field, replace_value
 from ..syntax.parser import parse
 from ..syntax.tree import Document, Field, ListValue, Message, Scalar
 from ..syntax.values import (
-    escape_bytes, parse_float, shortest_float32_repr, shortest_float64_repr,
+    parse_float, shortest_float32_repr,
 )
 
 __all__ = [
@@ -350,13 +351,6 @@ def needs_upgrade(net: Any) -> list[str]:
 
 # -- the message-level upgrade -----------------------------------------------------------------
 
-def _is_repeated(descriptor: Any) -> bool:
-    flag = getattr(descriptor, "is_repeated", None)
-    if flag is not None:
-        return bool(flag)
-    return descriptor.label == descriptor.LABEL_REPEATED  # protobuf < 5
-
-
 def _copy_block(destination: Any, name: str, source: Any) -> None:
     """``destination.name = source`` for a message field, keeping presence when it is empty."""
     target = getattr(destination, name)
@@ -479,7 +473,7 @@ def _upgrade_v0(net: Any, issues: _Issues) -> tuple[Any, list[Optional[int]], di
         upgraded.force_backward = net.force_backward
     for name in ("input_shape", "state", "debug_info", "layer"):
         descriptor = NetParameter.DESCRIPTOR.fields_by_name[name]
-        present = (len(getattr(net, name)) if _is_repeated(descriptor)
+        present = (len(getattr(net, name)) if is_repeated(descriptor)
                    else net.HasField(name))
         if present:
             issues.note(f"the V0 upgrade keeps only name, layers, input, input_dim and "
@@ -546,7 +540,7 @@ def _v0_layer_to_v1(entry: Any, layer: Any, index: int, issues: _Issues) -> Opti
                 caffe_pb2.V0LayerParameter.PoolMethod.Name(value))
         if descriptor.type == descriptor.TYPE_MESSAGE:
             _copy_block(block, field_name, value)
-        elif _is_repeated(descriptor):
+        elif is_repeated(descriptor):
             getattr(block, field_name).append(value)
         else:
             setattr(block, field_name, value)
@@ -574,9 +568,9 @@ def _upgrade_data(net: Any, origins: list[Optional[int]], issues: _Issues) -> No
             if transform.HasField(name) and getattr(transform, name) != value:
                 descriptor = transform.DESCRIPTOR.fields_by_name[name]
                 issues.note(f"{_layer_label(layer.name, origins[position] or 0)}: "
-                            f"{block_name}.{name} ({_scalar_text(descriptor, value)}) overrides "
+                            f"{block_name}.{name} ({scalar_to_text(descriptor, value)}) overrides "
                             f"transform_param.{name} "
-                            f"({_scalar_text(descriptor, getattr(transform, name))})",
+                            f"({scalar_to_text(descriptor, getattr(transform, name))})",
                             "layers", origins[position], name)
             setattr(transform, name, value)
             block.ClearField(name)
@@ -699,129 +693,7 @@ def _upgrade_batchnorm(net: Any, origins: list[Optional[int]], issues: _Issues,
 
 # -- printing ----------------------------------------------------------------------------------
 
-_BLANK = None  # a blank-line marker among a line's leading comments
-
 _FieldPath = tuple  # ((field name, index), ...) from the net down to a field
-
-
-class _Line:
-    __slots__ = ("depth", "text", "kind", "before", "trailing", "after")
-
-    def __init__(self, depth: int, text: Optional[str], kind: str):
-        self.depth = depth
-        self.text = text
-        self.kind = kind  # "field", "open", "close", "top", "end"
-        self.before: list[Optional[str]] = []
-        self.trailing: Optional[str] = None
-        self.after: list[str] = []
-
-    def add_trailing(self, comment: str) -> None:
-        if self.trailing is None and self.text is not None:
-            self.trailing = comment
-        else:
-            self.after.append(comment)
-
-
-def _scalar_text(descriptor: Any, value: Any) -> str:
-    field_type = descriptor.type
-    if field_type == descriptor.TYPE_FLOAT:
-        return shortest_float32_repr(value)
-    if field_type == descriptor.TYPE_DOUBLE:
-        return shortest_float64_repr(value)
-    if field_type == descriptor.TYPE_BOOL:
-        return "true" if value else "false"
-    if field_type == descriptor.TYPE_ENUM:
-        found = descriptor.enum_type.values_by_number.get(value)
-        return found.name if found is not None else str(value)
-    if field_type == descriptor.TYPE_STRING:
-        return escape_bytes(value.encode("utf-8", "surrogateescape"))
-    if field_type == descriptor.TYPE_BYTES:
-        return escape_bytes(value)
-    return str(value)
-
-
-def _layout(message: Any, depth: int, path: _FieldPath, lines: list[_Line],
-            index: dict[_FieldPath, tuple[_Line, _Line]]) -> None:
-    """Lines for ``message`` in schema order (as ``message_to_text``), indexed by path."""
-    for descriptor in message.DESCRIPTOR.fields:
-        name = descriptor.name
-        if _is_repeated(descriptor):
-            values = getattr(message, name)
-            if not len(values):
-                continue
-        elif message.HasField(name):
-            values = (getattr(message, name),)
-        else:
-            continue
-        is_message = descriptor.type == descriptor.TYPE_MESSAGE
-        for position, value in enumerate(values):
-            key = path + ((name, position),)
-            if is_message:
-                opening = _Line(depth, f"{name} {{", "open")
-                lines.append(opening)
-                _layout(value, depth + 1, key, lines, index)
-                closing = _Line(depth, "}", "close")
-                lines.append(closing)
-                index[key] = (opening, closing)
-            else:
-                line = _Line(depth, f"{name}: {_scalar_text(descriptor, value)}", "field")
-                lines.append(line)
-                index[key] = (line, line)
-
-
-def _split_trivia(trivia: str) -> tuple[Optional[str], list[Optional[str]]]:
-    """(comment ending the previous token's line, [own-line comments and blank markers])."""
-    if "#" not in trivia and trivia.count("\n") < 2:
-        return None, []
-    parts = trivia.split("\n")
-    head = parts[0].strip()
-    trailing = head if head.startswith("#") else None
-    entries: list[Optional[str]] = []
-    rest = parts[1:]
-    for k, part in enumerate(rest):
-        stripped = part.strip()
-        if stripped.startswith("#"):
-            entries.append(stripped)
-        elif k < len(rest) - 1:
-            entries.append(_BLANK)
-    return trailing, entries
-
-
-def _render(lines: list[_Line], newline: str, indent: str, base: str = "") -> list[str]:
-    out: list[str] = []
-    previous: Optional[str] = None
-
-    def blank_allowed(line: _Line) -> bool:
-        return line.depth == 0 and previous not in (None, "open")
-
-    for line in lines:
-        comment_depth = line.depth + 1 if line.kind == "close" else line.depth
-        pad = base + indent * comment_depth
-        blank = False
-        for entry in line.before:
-            if entry is _BLANK:
-                blank = True
-                continue
-            if blank and blank_allowed(line):
-                out.append("")
-            blank = False
-            out.append(pad + entry)
-            previous = "comment"
-        if line.text is not None:
-            if blank and blank_allowed(line) and line.kind not in ("close", "end"):
-                out.append("")
-            text = base + indent * line.depth + line.text
-            if line.trailing is not None:
-                text += "  " + line.trailing
-            out.append(text)
-            previous = line.kind
-        elif line.trailing is not None:
-            out.append(pad + line.trailing)
-            previous = "comment"
-        for comment in line.after:
-            out.append(base + indent * line.depth + comment)
-            previous = "comment"
-    return out
 
 
 # -- where each source token goes --------------------------------------------------------------
@@ -829,15 +701,15 @@ def _render(lines: list[_Line], newline: str, indent: str, base: str = "") -> li
 # A mapper takes (field name, occurrence index) of a source field and returns the output path
 # it became (or None), the mapper for its children, and a line to use for whatever of it finds
 # no place (None: inherit the parent's).
-_Mapper = Callable[[str, int], tuple[Optional[_FieldPath], "_Mapper", Optional[_Line]]]
+_Mapper = Callable[[str, int], tuple[Optional[_FieldPath], "_Mapper", Optional[Line]]]
 
 
-def _nothing(name: str, index: int) -> tuple[Optional[_FieldPath], _Mapper, Optional[_Line]]:
+def _nothing(name: str, index: int) -> tuple[Optional[_FieldPath], _Mapper, Optional[Line]]:
     return None, _nothing, None
 
 
 def _identity(prefix: _FieldPath) -> _Mapper:
-    def mapper(name: str, index: int) -> tuple[Optional[_FieldPath], _Mapper, Optional[_Line]]:
+    def mapper(name: str, index: int) -> tuple[Optional[_FieldPath], _Mapper, Optional[Line]]:
         path = prefix + ((name, index),)
         return path, _identity(path), None
     return mapper
@@ -845,7 +717,7 @@ def _identity(prefix: _FieldPath) -> _Mapper:
 
 def _redirect(table: dict[str, _FieldPath], rest: _Mapper) -> _Mapper:
     """Fields named in ``table`` go to the given paths; the others to ``rest``."""
-    def mapper(name: str, index: int) -> tuple[Optional[_FieldPath], _Mapper, Optional[_Line]]:
+    def mapper(name: str, index: int) -> tuple[Optional[_FieldPath], _Mapper, Optional[Line]]:
         target = table.get(name)
         if target is not None and index == 0:
             return target, _identity(target), None
@@ -856,19 +728,19 @@ def _redirect(table: dict[str, _FieldPath], rest: _Mapper) -> _Mapper:
 class _Owners:
     """Assigns every token of a document to the output line its comments belong to."""
 
-    def __init__(self, document: Document, index: dict[_FieldPath, tuple[_Line, _Line]]):
+    def __init__(self, document: Document, index: dict[_FieldPath, tuple[Line, Line]]):
         self.document = document
         self.index = index
-        self.owner: list[Optional[_Line]] = [None] * document.token_count
+        self.owner: list[Optional[Line]] = [None] * document.token_count
         # Tokens of fields that found no place: their comments go before the fallback line.
         self.homeless: set[int] = set()
 
-    def own(self, start: int, stop: int, line: Optional[_Line], placed: bool = True) -> None:
+    def own(self, start: int, stop: int, line: Optional[Line], placed: bool = True) -> None:
         self.owner[start:stop] = [line] * (stop - start)
         if not placed:
             self.homeless.update(range(start, stop))
 
-    def children(self, fields: list[Field], mapper: _Mapper, fallback: Optional[_Line]) -> None:
+    def children(self, fields: list[Field], mapper: _Mapper, fallback: Optional[Line]) -> None:
         counts: dict[str, int] = {}
         for source_field in fields:
             name = source_field.name
@@ -878,7 +750,7 @@ class _Owners:
                 if not items:
                     self.own(source_field.start, source_field.stop, fallback)
                     continue
-                previous_last: Optional[_Line] = None
+                previous_last: Optional[Line] = None
                 previous_placed = True
                 for k, item in enumerate(items):
                     position = counts.get(name, 0)
@@ -900,7 +772,7 @@ class _Owners:
             self.own(value.stop, source_field.stop, last, placed)
 
     def value(self, value: Union[Scalar, Message], name: str, position: int, mapper: _Mapper,
-              fallback: Optional[_Line]) -> tuple[Optional[_Line], Optional[_Line]]:
+              fallback: Optional[Line]) -> tuple[Optional[Line], Optional[Line]]:
         path, child_mapper, own_fallback = mapper(name, position)
         if own_fallback is not None:
             fallback = own_fallback
@@ -920,7 +792,7 @@ class _Owners:
         self.own(value.start, value.stop, line, placed)
         return line, line
 
-    def fill_forward(self, last: _Line) -> None:
+    def fill_forward(self, last: Line) -> None:
         """Tokens with no line take the line of the next token that has one."""
         owner = self.owner
         following = last
@@ -931,7 +803,7 @@ class _Owners:
             else:
                 following = owner[t]  # type: ignore[assignment]
 
-    def place_comments(self, top: _Line, start: int = 0, stop: Optional[int] = None) -> None:
+    def place_comments(self, top: Line, start: int = 0, stop: Optional[int] = None) -> None:
         """Attach the comments in front of tokens ``start..stop-1`` to their lines."""
         trivia = self.document.trivia_list()
         owner = self.owner
@@ -940,7 +812,7 @@ class _Owners:
             text = trivia[t]
             if not text:
                 continue
-            trailing, entries = _split_trivia(text)
+            trailing, entries = split_trivia(text)
             if t == 0:
                 if trailing is not None:
                     top.before.append(trailing)
@@ -1060,11 +932,11 @@ def _v0_block(entry: Message) -> Optional[Message]:
 
 def _canonical_text(document: Document, source: Any, result: UpgradeResult) -> str:
     net = result.net
-    top = _Line(0, None, "top")
-    lines: list[_Line] = [top]
-    index: dict[_FieldPath, tuple[_Line, _Line]] = {}
-    _layout(net, 0, (), lines, index)
-    end = _Line(0, None, "end")
+    top = Line(0, None, "top")
+    lines: list[Line] = [top]
+    index: dict[_FieldPath, tuple[Line, Line]] = {}
+    layout_message(net, 0, (), lines, index)
+    end = Line(0, None, "end")
     lines.append(end)
 
     owners = _Owners(document, index)
@@ -1074,13 +946,13 @@ def _canonical_text(document: Document, source: Any, result: UpgradeResult) -> s
     owners.fill_forward(end)
     owners.place_comments(top)
     newline = document.newline
-    out = _render(lines, newline, "  ")
+    out = render_lines(lines, inner_blank_lines=False)
     text = newline.join(out) + newline if out else ""
     return ("\ufeff" + text) if document.bom else text
 
 
 def _net_mapper(source: Any, result: UpgradeResult,
-                index: dict[_FieldPath, tuple[_Line, _Line]]) -> _Mapper:
+                index: dict[_FieldPath, tuple[Line, Line]]) -> _Mapper:
     """Maps top-level source fields of ``source`` to the paths they have in ``result.net``."""
     list_name = "layers" if len(source.layers) else "layer"
     other_list = "layer" if list_name == "layers" else "layers"
@@ -1102,7 +974,7 @@ def _net_mapper(source: Any, result: UpgradeResult,
             return _v0_entry_mapper(entry, base)
         return _v1_entry_mapper(entry, base, ran_data)
 
-    def mapper(name: str, position: int) -> tuple[Optional[_FieldPath], _Mapper, Optional[_Line]]:
+    def mapper(name: str, position: int) -> tuple[Optional[_FieldPath], _Mapper, Optional[Line]]:
         if name == list_name:
             k = output_of.get(position)
             if k is not None:
@@ -1142,7 +1014,7 @@ def _v1_entry_mapper(entry: Any, base: _FieldPath, ran_data: bool) -> _Mapper:
     block = _DATA_BLOCKS.get(_V1.LayerType.Name(entry.type)) if ran_data else None
     identity = _identity(base)
 
-    def mapper(name: str, position: int) -> tuple[Optional[_FieldPath], _Mapper, Optional[_Line]]:
+    def mapper(name: str, position: int) -> tuple[Optional[_FieldPath], _Mapper, Optional[Line]]:
         spec_field = _V1_PARAM_FIELDS.get(name)
         if spec_field is not None:
             return base + (("param", position), (spec_field, 0)), _nothing, None
@@ -1162,7 +1034,7 @@ def _v0_entry_mapper(entry: Any, base: _FieldPath) -> _Mapper:
     v0_mapper = _v0_block_mapper(entry.layer.type, base)
     identity = _identity(base)
 
-    def mapper(name: str, position: int) -> tuple[Optional[_FieldPath], _Mapper, Optional[_Line]]:
+    def mapper(name: str, position: int) -> tuple[Optional[_FieldPath], _Mapper, Optional[Line]]:
         if name in ("bottom", "top"):
             return identity(name, position)
         if name == "layer" and position == 0 and entry.HasField("layer"):
@@ -1173,7 +1045,7 @@ def _v0_entry_mapper(entry: Any, base: _FieldPath) -> _Mapper:
 
 
 def _v0_block_mapper(kind: str, base: _FieldPath) -> _Mapper:
-    def mapper(name: str, position: int) -> tuple[Optional[_FieldPath], _Mapper, Optional[_Line]]:
+    def mapper(name: str, position: int) -> tuple[Optional[_FieldPath], _Mapper, Optional[Line]]:
         if name in ("name", "type"):
             return base + ((name, 0),), _nothing, None
         if name == "blobs":
@@ -1206,12 +1078,12 @@ def _padding_mapper(consumer: Any, k: int) -> _Mapper:
     block = "convolution_param" if kind == "conv" else "pooling_param"
     pad_path: _FieldPath = (("layer", k), (block, 0), ("pad", 0))
 
-    def v0(name: str, position: int) -> tuple[Optional[_FieldPath], _Mapper, Optional[_Line]]:
+    def v0(name: str, position: int) -> tuple[Optional[_FieldPath], _Mapper, Optional[Line]]:
         if name == "pad" and position == 0:
             return pad_path, _nothing, None
         return None, _nothing, None
 
-    def mapper(name: str, position: int) -> tuple[Optional[_FieldPath], _Mapper, Optional[_Line]]:
+    def mapper(name: str, position: int) -> tuple[Optional[_FieldPath], _Mapper, Optional[Line]]:
         if name == "layer" and position == 0:
             return None, v0, None
         return None, _nothing, None
@@ -1267,13 +1139,13 @@ def _input_edit(document: Document, source: Any, result: UpgradeResult) -> Optio
     if "#" in head:
         end += len(head.rstrip("\r"))
 
-    holder = _Line(0, None, "top")
-    lines: list[_Line] = [holder]
-    index: dict[_FieldPath, tuple[_Line, _Line]] = {}
+    holder = Line(0, None, "top")
+    lines: list[Line] = [holder]
+    index: dict[_FieldPath, tuple[Line, Line]] = {}
     if input_layer:
-        _layout(result.net.layer[0], 1, (("layer", 0),), lines, index)
-        opening = _Line(0, "layer {", "open")
-        closing = _Line(0, "}", "close")
+        layout_message(result.net.layer[0], 1, (("layer", 0),), lines, index)
+        opening = Line(0, "layer {", "open")
+        closing = Line(0, "}", "close")
         lines.insert(1, opening)
         lines.append(closing)
         index[(("layer", 0),)] = (opening, closing)
@@ -1288,7 +1160,7 @@ def _input_edit(document: Document, source: Any, result: UpgradeResult) -> Optio
             owners.owner[t] = fallback
             owners.homeless.add(t)
     owners.place_comments(holder, first.start + 1, last.stop)
-    trailing, _ = _split_trivia(document.token_trivia(last.stop))
+    trailing, _ = split_trivia(document.token_trivia(last.stop))
     if trailing is not None:
         line = owners.owner[last.stop - 1]
         if line is not None and last.stop - 1 in owners.homeless:
@@ -1300,7 +1172,7 @@ def _input_edit(document: Document, source: Any, result: UpgradeResult) -> Optio
     prefix = src[line_start:start]
     base = prefix if not prefix.strip() else ""
     newline = document.newline
-    rendered = _render(lines, newline, indent_unit(document), base)
+    rendered = render_lines(lines, indent_unit(document), base, inner_blank_lines=False)
     if rendered:
         rendered[0] = rendered[0][len(base):] if rendered[0].startswith(base) else rendered[0]
         return TextEdit(start, end, newline.join(rendered))

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional, Union
 
 from .._gc import gc_paused
 from ..errors import ERROR, WARNING, Diagnostic, PrototxtError
+from ..syntax.format import Line, render_lines
 from ..syntax.tree import QUOTES, Document, Field, ListValue, Message, Node, Scalar
 from ..syntax.values import (
     FALSE_WORDS, FLOAT32_MAX, INT32, INT64, TRUE_WORDS, UINT32, UINT64, EscapeError,
@@ -91,7 +92,7 @@ def message_class_for(kind: Union[str, Any]) -> Any:
 
 # -- field tables ------------------------------------------------------------------------------
 
-def _is_repeated(field: Any) -> bool:
+def is_repeated(field: Any) -> bool:
     flag = getattr(field, "is_repeated", None)
     if flag is not None:
         return bool(flag)
@@ -104,7 +105,7 @@ class _FieldInfo:
     def __init__(self, descriptor: Any):
         self.descriptor = descriptor
         self.name = descriptor.name
-        self.repeated = _is_repeated(descriptor)
+        self.repeated = is_repeated(descriptor)
         self.is_message = descriptor.type == descriptor.TYPE_MESSAGE
         self.type_name = _type_name(descriptor)
         self.fast: Optional[Callable[[Scalar], Any]] = _fast_converter(descriptor)
@@ -498,33 +499,42 @@ def message_to_text(message: Any, indent: str = "  ") -> str:
 
     Floats print as the shortest decimal that reads back to the same float32.
     """
-    out: list[str] = []
-    _print_message(message, 0, indent, out)
-    return "".join(out)
+    lines: list[Line] = []
+    layout_message(message, 0, (), lines, {})
+    return "".join(text + "\n" for text in render_lines(lines, indent))
 
 
-def _print_message(message: Any, depth: int, indent: str, out: list[str]) -> None:
-    pad = indent * depth
+def layout_message(message: Any, depth: int, path: tuple, lines: list, index: dict) -> None:
+    """Append the lines printing ``message`` (fields in schema order) to ``lines``, and record
+    in ``index`` the (first, last) lines of each field by its path, a tuple of
+    (field name, occurrence) pairs, so comments can be placed on them."""
     for info in _table(message.DESCRIPTOR).values():
         name = info.name
         if info.repeated:
             values = getattr(message, name)
             if not len(values):
                 continue
-        else:
-            if not message.HasField(name):
-                continue
+        elif message.HasField(name):
             values = (getattr(message, name),)
-        for value in values:
+        else:
+            continue
+        for position, value in enumerate(values):
+            key = path + ((name, position),)
             if info.is_message:
-                out.append(f"{pad}{name} {{\n")
-                _print_message(value, depth + 1, indent, out)
-                out.append(f"{pad}}}\n")
+                opening = Line(depth, f"{name} {{", "open")
+                lines.append(opening)
+                layout_message(value, depth + 1, key, lines, index)
+                closing = Line(depth, "}", "close")
+                lines.append(closing)
+                index[key] = (opening, closing)
             else:
-                out.append(f"{pad}{name}: {_scalar_to_text(info.descriptor, value)}\n")
+                line = Line(depth, f"{name}: {scalar_to_text(info.descriptor, value)}", "field")
+                lines.append(line)
+                index[key] = (line, line)
 
 
-def _scalar_to_text(descriptor: Any, value: Any) -> str:
+def scalar_to_text(descriptor: Any, value: Any) -> str:
+    """The canonical text of one scalar value of a field."""
     field_type = descriptor.type
     if field_type == 2:
         return shortest_float32_repr(value)
@@ -536,7 +546,7 @@ def _scalar_to_text(descriptor: Any, value: Any) -> str:
         found = descriptor.enum_type.values_by_number.get(value)
         return found.name if found is not None else str(value)
     if field_type == 9:
-        return escape_bytes(value.encode("utf-8"))
+        return escape_bytes(value.encode("utf-8", "surrogateescape"))
     if field_type == 12:
         return escape_bytes(value)
     return str(value)

@@ -24,13 +24,17 @@ INDENT = "  "
 _BLANK = None  # a blank-line marker among a line's leading entries
 
 
-class _Line:
+class Line:
+    """One output line with the comments that go before, on and after it (also used by the
+    upgrade, which prints a net and carries the source's comments onto these lines)."""
+
     __slots__ = ("depth", "text", "kind", "before", "trailing", "after")
 
     def __init__(self, depth: int, text: Optional[str], kind: str):
         self.depth = depth
         self.text = text
-        self.kind = kind  # "field", "open", "close", "end", or "comments" (an empty list)
+        # "field", "open", "close", "end", or a comment holder with no text of its own
+        self.kind = kind
         self.before: list[Optional[str]] = []  # comments and _BLANK markers
         self.trailing: Optional[str] = None
         self.after: list[str] = []
@@ -49,10 +53,10 @@ def format_text(text: Union[str, bytes], path: Optional[str] = None) -> str:
 
 def format_document(document: Document) -> str:
     """The canonical text of a parsed document."""
-    lines: list[_Line] = []
-    owner: list[Optional[_Line]] = [None] * document.token_count
+    lines: list[Line] = []
+    owner: list[Optional[Line]] = [None] * document.token_count
     _Layout(document, lines, owner).fields(document.fields, 0)
-    end = _Line(0, None, "end")
+    end = Line(0, None, "end")
     lines.append(end)
     owner[-1] = end
     _place_comments(document, owner)
@@ -63,12 +67,12 @@ def format_document(document: Document) -> str:
 class _Layout:
     """Builds the output lines and records which line owns each token."""
 
-    def __init__(self, document: Document, lines: list[_Line], owner: list[Optional[_Line]]):
+    def __init__(self, document: Document, lines: list[Line], owner: list[Optional[Line]]):
         self.texts = document._texts
         self.lines = lines
         self.owner = owner
 
-    def own(self, start: int, stop: int, line: _Line) -> None:
+    def own(self, start: int, stop: int, line: Line) -> None:
         self.owner[start:stop] = [line] * (stop - start)
 
     def fields(self, fields: list[Field], depth: int) -> None:
@@ -88,11 +92,11 @@ class _Layout:
     def list_field(self, field: Field, value: ListValue, name: str, depth: int) -> None:
         items = value.items
         if not items:
-            line = _Line(depth, None, "comments")
+            line = Line(depth, None, "comments")
             self.lines.append(line)
             self.own(field.start, field.stop, line)
             return
-        previous_last: Optional[_Line] = None
+        previous_last: Optional[Line] = None
         for k, item in enumerate(items):
             first, last = self.value(item, name, depth)
             if k == 0:
@@ -102,18 +106,18 @@ class _Layout:
             previous_last = last
         self.own(items[-1].stop, field.stop, previous_last)  # ']' and a separator
 
-    def value(self, value: Union[Scalar, Message], name: str, depth: int) -> tuple[_Line, _Line]:
+    def value(self, value: Union[Scalar, Message], name: str, depth: int) -> tuple[Line, Line]:
         """Emit one ``name: value`` or ``name { ... }``; returns its first and last lines."""
         if type(value) is Message:
-            opening = _Line(depth, f"{name} {{", "open")
+            opening = Line(depth, f"{name} {{", "open")
             self.lines.append(opening)
             self.own(value.start, value.start + 1, opening)
             self.fields(value.fields, depth + 1)
-            closing = _Line(depth, "}", "close")
+            closing = Line(depth, "}", "close")
             self.lines.append(closing)
             self.own(value.stop - 1, value.stop, closing)
             return opening, closing
-        line = _Line(depth, f"{name}: {scalar_text(value)}", "field")
+        line = Line(depth, f"{name}: {scalar_text(value)}", "field")
         self.lines.append(line)
         self.own(value.start, value.stop, line)
         return line, line
@@ -134,7 +138,7 @@ def scalar_text(value: Scalar) -> str:
     return literals[0]
 
 
-def _split_trivia(trivia: str) -> tuple[Optional[str], list[Optional[str]]]:
+def split_trivia(trivia: str) -> tuple[Optional[str], list[Optional[str]]]:
     """(comment ending the previous token's line, [own-line comments and blank markers])."""
     if "#" not in trivia and trivia.count("\n") < 2:
         return None, []
@@ -152,12 +156,12 @@ def _split_trivia(trivia: str) -> tuple[Optional[str], list[Optional[str]]]:
     return trailing, entries
 
 
-def _place_comments(document: Document, owner: list[Optional[_Line]]) -> None:
+def _place_comments(document: Document, owner: list[Optional[Line]]) -> None:
     trivia = document.trivia_list()
     for t, text in enumerate(trivia):
         if not text:
             continue
-        trailing, entries = _split_trivia(text)
+        trailing, entries = split_trivia(text)
         line = owner[t]
         assert line is not None
         if t == 0:
@@ -174,26 +178,42 @@ def _place_comments(document: Document, owner: list[Optional[_Line]]) -> None:
             line.before.extend(entries)
 
 
-def _render(lines: list[_Line], newline: str) -> str:
+def _render(lines: list[Line], newline: str) -> str:
+    out = render_lines(lines)
+    if not out:
+        return ""
+    return newline.join(out) + newline
+
+
+def render_lines(lines: list[Line], indent: str = INDENT, base: str = "",
+                 inner_blank_lines: bool = True) -> list[str]:
+    """The text lines for ``lines``: comments before each line at its indentation (one step
+    in before a closing brace), trailing comments two spaces after, at most one blank line
+    where the source had blank lines (never right after an opening brace, nor before a
+    closing one; with ``inner_blank_lines`` false, only between top-level items)."""
     out: list[str] = []
     previous = None  # kind of the last line written, "comment" for a comment line
+
+    def blank_allowed(line: Line) -> bool:
+        return previous not in (None, "open") and (inner_blank_lines or line.depth == 0)
+
     for line in lines:
         comment_depth = line.depth + 1 if line.kind == "close" else line.depth
-        pad = INDENT * comment_depth
+        pad = base + indent * comment_depth
         blank = False
         for entry in line.before:
             if entry is _BLANK:
                 blank = True
                 continue
-            if blank and previous not in (None, "open"):
+            if blank and blank_allowed(line):
                 out.append("")
             blank = False
             out.append(pad + entry)
             previous = "comment"
         if line.text is not None:
-            if blank and previous not in (None, "open") and line.kind not in ("close", "end"):
+            if blank and blank_allowed(line) and line.kind not in ("close", "end"):
                 out.append("")
-            text = INDENT * line.depth + line.text
+            text = base + indent * line.depth + line.text
             if line.trailing is not None:
                 text += "  " + line.trailing
             out.append(text)
@@ -202,8 +222,6 @@ def _render(lines: list[_Line], newline: str) -> str:
             out.append(pad + line.trailing)
             previous = "comment"
         for comment in line.after:
-            out.append(INDENT * line.depth + comment)
+            out.append(base + indent * line.depth + comment)
             previous = "comment"
-    if not out:
-        return ""
-    return newline.join(out) + newline
+    return out
