@@ -267,7 +267,7 @@ class LayerCheckRule(Rule):
             if code == "L001":
                 problem = count_problem(layer)
                 if problem is not None:
-                    yield self.finding(context, layer, f"{layer.name}: {problem.message}",
+                    yield self.finding(context, layer, f"layer '{layer.name}': {problem.message}",
                                        path=problem.field, severity=problem.severity)
                 continue
             if code == "L002":
