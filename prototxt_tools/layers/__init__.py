@@ -4,9 +4,9 @@
 """
 
 from .base import (
-    CHECK_CODES, TRAIN, TEST, CaffeCheckFailed, LayerSpec, Problem, ShapeContext, get_spec,
-    known_types, register,
+    CHECK_CODES, TRAIN, TEST, CaffeCheckFailed, ForwardContext, LayerSpec, Problem, ShapeContext,
+    get_spec, known_types, register,
 )
 
-__all__ = ["CHECK_CODES", "TRAIN", "TEST", "CaffeCheckFailed", "LayerSpec", "Problem",
-           "ShapeContext", "get_spec", "known_types", "register"]
+__all__ = ["CHECK_CODES", "TRAIN", "TEST", "CaffeCheckFailed", "ForwardContext", "LayerSpec",
+           "Problem", "ShapeContext", "get_spec", "known_types", "register"]

@@ -10,9 +10,86 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Optional
 
+from ._np import np
 from ._util import axis_of, bottom, fmt, has, legacy_4d, top_count, unknown
-from .base import IN_PLACE_FORBIDDEN, IN_PLACE_OK, LayerSpec, Problem, ShapeContext, fail, \
-    register
+from .base import IN_PLACE_FORBIDDEN, IN_PLACE_OK, TRAIN, LayerSpec, Problem, ShapeContext, \
+    fail, register
+
+
+# -- forward helpers (shared with the other layer modules) ----------------------------------------
+#
+# Forward passes keep the input's dtype (float32 unless the executor runs in float64): scalar
+# parameters are Python floats, which NumPy applies without upcasting the arrays. A layer may
+# compute into bottom i only when i is in ``context.writable``; otherwise bottoms are never
+# modified.
+
+def out_buffer(bottoms: list, context: Any, index: int = 0) -> Any:
+    """Bottom ``index`` when the layer may overwrite it (compute the top into it), else None
+    (NumPy allocates a new array)."""
+    return bottoms[index] if index in context.writable else None
+
+
+def canonical(axis: int, ndim: int, what: str = "axis") -> int:
+    """Blob::CanonicalAxisIndex for an array of ``ndim`` axes; ValueError out of range."""
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{what} {axis} is out of range for an input with {ndim} axes")
+    return axis + ndim if axis < 0 else axis
+
+
+def scalar(value: float, dtype: Any) -> Any:
+    """A parameter as a NumPy scalar of the computation's dtype (Caffe's ``Dtype(value)``)."""
+    return np.dtype(dtype).type(value)
+
+
+def caffe_sigmoid(x: Any, out: Any = None) -> Any:
+    """SigmoidLayer's formula in final Caffe: 0.5 tanh(0.5 x) + 0.5 (no overflow)."""
+    y = np.multiply(x, 0.5, out=out)
+    np.tanh(y, out=y)
+    y *= 0.5
+    y += 0.5
+    return y
+
+
+def caffe_softmax(x: Any, axis: int, out: Any = None) -> Any:
+    """SoftmaxLayer::Forward_cpu: subtract the maximum along ``axis``, exponentiate, divide by
+    the sum along ``axis``."""
+    peak = np.max(x, axis=axis, keepdims=True)
+    y = np.subtract(x, peak, out=out)
+    np.exp(y, out=y)
+    y /= np.sum(y, axis=axis, keepdims=True)
+    return y
+
+
+def caffe_power(x: Any, power: float, scale: float, shift: float, out: Any = None) -> Any:
+    """PowerLayer::Forward_cpu: (shift + scale x) ^ power, with Caffe's shortcuts: when
+    power * scale == 0 the output is the constant 1 (power 0) or shift ^ power; each step runs
+    only when it changes something."""
+    dtype = x.dtype
+    if power * scale == 0:
+        value = 1.0 if power == 0 else scalar(shift, dtype) ** scalar(power, dtype)
+        y = np.empty_like(x) if out is None else out
+        y.fill(value)
+        return y
+    y = caffe_affine(x, scale, shift, out)
+    if power != 1:
+        np.power(y, scalar(power, dtype), out=y)
+    return y
+
+
+def caffe_affine(x: Any, scale: float, shift: float, out: Any = None) -> Any:
+    """Copy x, then scale (only when scale != 1), then add shift (only when shift != 0), as
+    Power and Log layers do."""
+    if out is None:
+        y = x.copy()
+    else:
+        y = out
+        if y is not x:
+            np.copyto(y, x)
+    if scale != 1:
+        y *= scalar(scale, x.dtype)
+    if shift != 0:
+        y += scalar(shift, x.dtype)
+    return y
 
 
 class NeuronSpec(LayerSpec):
@@ -34,12 +111,27 @@ class AbsValSpec(NeuronSpec):
     type = "AbsVal"
     in_place = IN_PLACE_FORBIDDEN
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        return [np.abs(bottoms[0], out=out_buffer(bottoms, context))]
+
 
 @register
 class BNLLSpec(NeuronSpec):
     """y = log(1 + exp(x)), computed stably."""
 
     type = "BNLL"
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        # Caffe: x > 0 ? x + log(1 + exp(-x)) : log(1 + exp(x)), i.e. log(1 + exp(-|x|)) plus
+        # max(x, 0) -- one formula for both branches, without overflow.
+        x = bottoms[0]
+        positive = np.maximum(x, 0)
+        y = np.abs(x, out=out_buffer(bottoms, context))
+        np.negative(y, out=y)
+        np.exp(y, out=y)
+        np.log1p(y, out=y)
+        y += positive
+        return [y]
 
 
 @register
@@ -58,6 +150,14 @@ class ClipSpec(NeuronSpec):
         if has(p, "min") and has(p, "max") and p.min > p.max:
             yield Problem("L090", f"min ({p.min:g}) is greater than max ({p.max:g}); every output "
                                   f"would be min", ("clip_param", "min"), "warning")
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        # Caffe: std::max(min, std::min(x, max)). std::max(min, NaN) returns min, which is
+        # what fmax does (np.maximum would propagate the NaN).
+        p = layer.clip_param
+        dtype = bottoms[0].dtype
+        y = np.minimum(bottoms[0], scalar(p.max, dtype), out=out_buffer(bottoms, context))
+        return [np.fmax(y, scalar(p.min, dtype), out=y)]
 
 
 @register
@@ -78,6 +178,23 @@ class DropoutSpec(NeuronSpec):
             yield Problem("L090", "dropout_ratio 0 makes Dropout a no-op (and Caffe's debug "
                                   "builds assert 0 < ratio < 1)", field, "warning")
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """TEST: the input itself (Caffe copies it; nothing here writes it, and the executor
+        tracks shared buffers). TRAIN: Caffe's caffe_rng_bernoulli(1 - ratio) mask from
+        ``context.rng``, kept values scaled by 1 / (1 - ratio) (Caffe scales at train time)."""
+        x = bottoms[0]
+        if context.phase != TRAIN:
+            return [x]
+        ratio = layer.dropout_param.dropout_ratio
+        if not 0 <= ratio < 1:
+            raise ValueError(f"dropout_ratio {ratio:g} is outside [0, 1)")
+        rng = context.rng if context.rng is not None else np.random.default_rng()
+        keep = rng.random(x.shape) < 1.0 - ratio
+        scale = scalar(1.0 / (1.0 - ratio), x.dtype)
+        y = np.multiply(x, scale, out=out_buffer(bottoms, context))
+        y *= keep
+        return [y]
+
 
 @register
 class ELUSpec(NeuronSpec):
@@ -85,6 +202,17 @@ class ELUSpec(NeuronSpec):
 
     type = "ELU"
     param_field = "elu_param"
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        # Caffe: max(x, 0) + alpha * (exp(min(x, 0)) - 1)
+        x = bottoms[0]
+        negative = np.minimum(x, 0)
+        np.exp(negative, out=negative)
+        negative -= 1
+        negative *= scalar(layer.elu_param.alpha, x.dtype)
+        y = np.maximum(x, 0, out=out_buffer(bottoms, context))
+        y += negative
+        return [y]
 
 
 def _base_problems(layer: Any, field: str) -> Iterator[Problem]:
@@ -103,6 +231,32 @@ class ExpSpec(NeuronSpec):
     def check(self, layer: Any) -> Iterator[Problem]:
         yield from _base_problems(layer, "exp_param")
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        # ExpLayer: y = outer_scale * exp(inner_scale * x), inner_scale = log(base) * scale,
+        # outer_scale = base ^ shift (e ^ shift for base -1; 1 when shift is 0).
+        p = layer.exp_param
+        x = bottoms[0]
+        dtype = x.dtype
+        base = scalar(p.base, dtype)
+        if p.base != -1 and not p.base > 0:
+            raise ValueError(f"exp_param.base {p.base:g} must be positive (or -1 for e)")
+        log_base = scalar(1, dtype) if p.base == -1 else np.log(base)
+        inner = log_base * scalar(p.scale, dtype)
+        if p.shift == 0:
+            outer = None
+        else:
+            shift = scalar(p.shift, dtype)
+            outer = np.exp(shift) if p.base == -1 else base ** shift
+        y = out_buffer(bottoms, context)
+        if inner == 1:
+            y = np.exp(x, out=y)
+        else:
+            y = np.multiply(x, inner, out=y)
+            np.exp(y, out=y)
+        if outer is not None and outer != 1:
+            y *= outer
+        return [y]
+
 
 @register
 class LogSpec(NeuronSpec):
@@ -114,6 +268,25 @@ class LogSpec(NeuronSpec):
     def check(self, layer: Any) -> Iterator[Problem]:
         yield from _base_problems(layer, "log_param")
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        # LogLayer: y = log(shift + scale x) / log(base) (natural log for base -1).
+        p = layer.log_param
+        x = bottoms[0]
+        dtype = x.dtype
+        if p.base != -1 and not p.base > 0:
+            raise ValueError(f"log_param.base {p.base:g} must be positive (or -1 for e)")
+        base_scale = scalar(1, dtype) if p.base == -1 else \
+            scalar(1, dtype) / np.log(scalar(p.base, dtype))
+        y = out_buffer(bottoms, context)
+        if p.scale == 1 and p.shift == 0:
+            y = np.log(x, out=y)
+        else:
+            y = caffe_affine(x, p.scale, p.shift, out=y)
+            np.log(y, out=y)
+        if base_scale != 1:
+            y *= base_scale
+        return [y]
+
 
 @register
 class PowerSpec(NeuronSpec):
@@ -121,6 +294,11 @@ class PowerSpec(NeuronSpec):
 
     type = "Power"
     param_field = "power_param"
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        p = layer.power_param
+        return [caffe_power(bottoms[0], p.power, p.scale, p.shift,
+                            out=out_buffer(bottoms, context))]
 
 
 @register
@@ -152,6 +330,24 @@ class PReLUSpec(NeuronSpec):
         x = bottom(bottoms, 0)
         return [(x[1] if x is not None and 2 <= len(x) <= 4 else None,)]
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        # Caffe: max(x, 0) + slope[c] * min(x, 0), c the index on axis 1 (channels()).
+        x = bottoms[0]
+        if x.ndim < 2:
+            raise ValueError(f"PReLU needs an input with at least 2 axes; got {x.shape}")
+        slope = np.asarray(blobs[0], dtype=x.dtype)
+        if layer.prelu_param.channel_shared:
+            slope = slope.reshape(())
+        else:
+            if slope.size != x.shape[1]:
+                raise ValueError(f"PReLU has {slope.size} slopes for {x.shape[1]} channels")
+            slope = slope.reshape((x.shape[1],) + (1,) * (x.ndim - 2))
+        negative = np.minimum(x, 0)
+        negative *= slope
+        y = np.maximum(x, 0, out=out_buffer(bottoms, context))
+        y += negative
+        return [y]
+
 
 @register
 class ReLUSpec(NeuronSpec):
@@ -159,6 +355,20 @@ class ReLUSpec(NeuronSpec):
 
     type = "ReLU"
     param_field = "relu_param"
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        # Caffe: max(x, 0) + negative_slope * min(x, 0). With slope 0 the second term only
+        # matters for -inf (0 * -inf = NaN in Caffe too), so it is kept literally.
+        x = bottoms[0]
+        slope = layer.relu_param.negative_slope
+        if slope == 0 and not (x.size and np.min(x) == -np.inf):
+            return [np.maximum(x, 0, out=out_buffer(bottoms, context))]
+        negative = np.minimum(x, 0)
+        with np.errstate(invalid="ignore"):  # 0 * -inf, deliberately
+            negative *= scalar(slope, x.dtype)
+        y = np.maximum(x, 0, out=out_buffer(bottoms, context))
+        y += negative
+        return [y]
 
 
 @register
@@ -168,6 +378,9 @@ class SigmoidSpec(NeuronSpec):
     type = "Sigmoid"
     param_field = "sigmoid_param"
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        return [caffe_sigmoid(bottoms[0], out=out_buffer(bottoms, context))]
+
 
 @register
 class SwishSpec(NeuronSpec):
@@ -175,6 +388,13 @@ class SwishSpec(NeuronSpec):
 
     type = "Swish"
     param_field = "swish_param"
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        # SwishLayer: its internal Sigmoid runs on beta * x, then y = x * sigmoid.
+        x = bottoms[0]
+        gate = np.multiply(x, scalar(layer.swish_param.beta, x.dtype))
+        caffe_sigmoid(gate, out=gate)
+        return [np.multiply(x, gate, out=out_buffer(bottoms, context))]
 
 
 @register
@@ -184,6 +404,9 @@ class TanHSpec(NeuronSpec):
     type = "TanH"
     param_field = "tanh_param"
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        return [np.tanh(bottoms[0], out=out_buffer(bottoms, context))]
+
 
 @register
 class ThresholdSpec(NeuronSpec):
@@ -191,6 +414,16 @@ class ThresholdSpec(NeuronSpec):
 
     type = "Threshold"
     param_field = "threshold_param"
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        # Caffe: 1 if x > threshold else 0
+        x = bottoms[0]
+        above = np.greater(x, scalar(layer.threshold_param.threshold, x.dtype))
+        y = out_buffer(bottoms, context)
+        if y is None:
+            return [above.astype(x.dtype)]
+        np.copyto(y, above)
+        return [y]
 
 
 @register
@@ -210,3 +443,8 @@ class SoftmaxSpec(LayerSpec):
             return unknown(self, layer)
         axis_of(layer.softmax_param.axis, x, ("softmax_param", "axis"))
         return [x] * top_count(self, layer)
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        x = bottoms[0]
+        axis = canonical(layer.softmax_param.axis, x.ndim)
+        return [caffe_softmax(x, axis, out=out_buffer(bottoms, context))]

@@ -93,6 +93,24 @@ class ShapeContext:
         self.problems.append(Problem(code, message, field_path, severity))
 
 
+@dataclass
+class ForwardContext:
+    """What a forward pass may need besides the layer, its bottoms and its blobs.
+
+    ``writable`` holds the indices of bottoms the layer may overwrite (it runs in place and
+    nothing reads the old values later), so element-wise layers can reuse the buffer.
+    ``rng`` is a numpy Generator for Dropout's mask and STOCHASTIC pooling in TRAIN.
+    """
+
+    phase: int = TEST
+    rng: Any = None
+    dtype: Any = "float32"
+    writable: frozenset = frozenset()
+    #: State a layer keeps from one forward pass to the next, by layer name (RNN and LSTM
+    #: carry their last hidden state into the next pass, as Caffe copies h_T into h_0).
+    state: dict = field(default_factory=dict)
+
+
 class LayerSpec:
     """The Caffe semantics of one layer type. Subclasses override what differs.
 
@@ -147,6 +165,14 @@ class LayerSpec:
     def blob_shapes(self, layer: Any, bottoms: list) -> Optional[list]:
         """Shapes of the learnable blobs given the bottom shapes, or None if unknown."""
         return [] if self.blob_count(layer) == 0 else None
+
+    # -- computing ---------------------------------------------------------------------------
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: "ForwardContext") -> list:
+        """Top arrays from bottom arrays and the layer's blobs, exactly as Caffe's Forward_cpu
+        computes them (in ``context.phase``). Layers that update their blobs while computing
+        (BatchNorm in TRAIN) change ``blobs`` in place. Data layers have no forward: their tops
+        are the executor's inputs."""
+        raise NotImplementedError(f"{self.type} has no forward pass")
 
 
 # -- the registry ------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterator, Optional
 
-from ._util import axis_of, bottom, count, has_errors, top_count, unknown
+from ._np import np
+from ._util import axis_of, bottom, count, fmt, has_errors, top_count, unknown
 from .base import IN_PLACE_WRONG, LayerSpec, Problem, ShapeContext, register
 
 IP = "inner_product_param"
@@ -50,6 +52,24 @@ class InnerProductSpec(LayerSpec):
         weight = (k, p.num_output) if p.transpose else (p.num_output, k)
         return [weight] + ([(p.num_output,)] if p.bias_term else [])
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """top (M, N) = x (M, K) W^T (W^T stored as is with transpose) + b: one matmul."""
+        p = layer.inner_product_param
+        x = _float_input(bottoms[0], context)
+        if not -x.ndim <= p.axis < x.ndim:
+            raise ValueError(f"inner_product_param.axis {p.axis} is out of range for an input "
+                             f"with {x.ndim} axes")
+        axis = p.axis % x.ndim
+        lead = x.shape[:axis]
+        rows, inputs = math.prod(lead), math.prod(x.shape[axis:])
+        n = p.num_output
+        weight = _blob(blobs[0], x.dtype, (inputs, n) if p.transpose else (n, inputs),
+                       "the weights", x.shape, axis)
+        y = np.matmul(x.reshape(rows, inputs), weight if p.transpose else weight.T)
+        if p.bias_term:
+            y += _blob(blobs[1], x.dtype, (n,), "the biases")
+        return [y.reshape(tuple(lead) + (n,))]
+
 
 @register
 class EmbedSpec(LayerSpec):
@@ -84,3 +104,46 @@ class EmbedSpec(LayerSpec):
     def blob_shapes(self, layer: Any, bottoms: list) -> Optional[list]:
         p = layer.embed_param
         return [(p.input_dim, p.num_output)] + ([(p.num_output,)] if p.bias_term else [])
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """Row x of the (input_dim, num_output) weights for every input value x, plus the
+        bias. Caffe (in debug builds) checks each value is an integer in [0, input_dim)."""
+        p = layer.embed_param
+        x = _float_input(bottoms[0], context)
+        weight = _blob(blobs[0], x.dtype, (p.input_dim, p.num_output), "the weights")
+        values = x.reshape(-1)
+        index = np.trunc(values)  # Caffe's static_cast<int>
+        bad = ~np.isfinite(values) | (index != values)
+        if bad.any():
+            first = values[np.argmax(bad)]
+            raise ValueError(f"Embed input {float(first)!r} is not an integer; its values are "
+                             f"indices into the {p.input_dim} rows of the weights")
+        outside = (index < 0) | (index >= p.input_dim)
+        if outside.any():
+            first = values[np.argmax(outside)]
+            raise ValueError(f"Embed input {float(first):g} is out of range: indices must be in "
+                             f"[0, {p.input_dim}) (input_dim)")
+        y = np.take(weight, index.astype(np.intp), axis=0)
+        if p.bias_term:
+            y += _blob(blobs[1], x.dtype, (p.num_output,), "the biases")
+        return [y.reshape(x.shape + (p.num_output,))]
+
+
+def _float_input(x: Any, context: Any) -> Any:
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        x = x.astype(getattr(context, "dtype", None) or "float32")
+    return x
+
+
+def _blob(blob: Any, dtype: Any, shape: tuple, what: str, input_shape: tuple = (),
+          axis: int = 0) -> Any:
+    """A learnable blob in the computation's dtype viewed as ``shape``. Caffe matches blobs by
+    element count (old files store InnerProduct weights as 1x1xNxK)."""
+    array = np.asarray(blob, dtype=dtype)
+    if array.size != math.prod(shape):
+        where = f" for the input {fmt(input_shape)} flattened from axis {axis}" \
+            if input_shape else ""
+        raise ValueError(f"{what} hold {array.size} values ({fmt(array.shape)}) but the layer "
+                         f"needs {fmt(shape)}{where}")
+    return array.reshape(shape)

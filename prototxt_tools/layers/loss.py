@@ -9,8 +9,86 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Optional
 
+from ..schema import caffe_pb2
+from ._np import np
 from ._util import axis_of, bottom, count, differ, fmt, has, legacy_4d, top_count
+from .activation import caffe_softmax, canonical, scalar
 from .base import IN_PLACE_WRONG, LayerSpec, Problem, Shape, ShapeContext, fail, register
+
+_Norm = caffe_pb2.LossParameter
+_HingeNorm = caffe_pb2.HingeLossParameter
+#: Caffe's kLOG_THRESHOLD (loss_layer.hpp): the floor of probabilities before the log.
+LOG_THRESHOLD = 1e-20
+#: FLT_MIN, SoftmaxWithLoss's floor (for double nets too: Dtype(FLT_MIN)).
+FLT_MIN = 1.17549435e-38
+
+
+def normalization_mode(layer: Any, default: int = _Norm.VALID) -> int:
+    """loss_param.normalization when set; else the deprecated ``normalize`` (true: VALID,
+    false: BATCH_SIZE) when set; else ``default`` (VALID, the schema's default, except for
+    SigmoidCrossEntropyLoss, which uses BATCH_SIZE)."""
+    p = layer.loss_param
+    if has(p, "normalization"):
+        return p.normalization
+    if has(p, "normalize"):
+        return _Norm.VALID if p.normalize else _Norm.BATCH_SIZE
+    return default
+
+
+def normalizer(mode: int, outer: int, inner: int, valid: int) -> float:
+    """LossLayer's get_normalizer: FULL outer * inner, VALID the labels not ignored, BATCH_SIZE
+    outer, NONE 1; never below 1."""
+    if mode == _Norm.FULL:
+        value = outer * inner
+    elif mode == _Norm.VALID:
+        value = valid
+    elif mode == _Norm.BATCH_SIZE:
+        value = outer
+    elif mode == _Norm.NONE:
+        value = 1
+    else:
+        raise ValueError(f"unknown normalization mode {mode}")
+    return max(1.0, float(value))
+
+
+def int_labels(labels: Any) -> Any:
+    """static_cast<int> of float labels: truncation toward zero."""
+    with np.errstate(invalid="ignore"):
+        return np.trunc(labels).astype(np.int64)
+
+
+def _ignore_label(message: Any) -> Optional[int]:
+    return message.ignore_label if has(message, "ignore_label") else None
+
+
+def _check_labels(labels: Any, valid: Any, classes: int) -> None:
+    bad = valid & ((labels < 0) | (labels >= classes))
+    if bad.any():
+        raise ValueError(f"label {int(labels[bad][0])} is outside the {classes} classes "
+                         f"(0 to {classes - 1})")
+
+
+def _class_view(x: Any, labels: Any, axis: int) -> tuple:
+    """(x as (outer, classes, inner), labels as (outer, inner) ints) for a class axis."""
+    outer = int(np.prod(x.shape[:axis], dtype=np.int64))
+    classes = x.shape[axis]
+    inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+    if labels.size != outer * inner:
+        raise ValueError(f"{labels.size} labels for {outer * inner} predictions (shape "
+                         f"{x.shape}, class axis {axis})")
+    return x.reshape(outer, classes, inner), int_labels(labels).reshape(outer, inner)
+
+
+def _gather(values: Any, labels: Any) -> Any:
+    """values[i, labels[i, j], j] for a (outer, classes, inner) array (labels clipped into
+    range: callers mask the invalid ones)."""
+    safe = np.clip(labels, 0, values.shape[1] - 1)
+    return np.take_along_axis(values, safe[:, None, :], axis=1)[:, 0, :]
+
+
+def loss_top(value: Any, dtype: Any) -> Any:
+    """A loss as Caffe's 0-D top."""
+    return np.asarray(value, dtype=dtype).reshape(())
 
 
 def _label_axis(x: Shape, labels: Shape, axis: int, field: tuple) -> Optional[int]:
@@ -84,6 +162,25 @@ class ContrastiveLossSpec(LossSpec):
                      ("bottom", index))
         super().check_inputs(layer, bottoms)
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """ContrastiveLossLayer: d^2 = |a - b|^2 per pair; similar pairs (int(y) != 0) add
+        d^2, dissimilar ones max(margin - d, 0)^2 (legacy_version: max(margin - d^2, 0));
+        the sum over N pairs / 2N."""
+        a, b, similar = bottoms
+        p = layer.contrastive_loss_param
+        dtype = a.dtype
+        num = a.shape[0]
+        diff = (a - b).reshape(num, -1)
+        distance_sq = np.einsum("nc,nc->n", diff, diff)
+        margin = scalar(p.margin, dtype)
+        same = int_labels(similar.reshape(-1)[:num]) != 0  # Caffe reads value i
+        if p.legacy_version:
+            apart = np.maximum(margin - distance_sq, 0)
+        else:
+            apart = np.square(np.maximum(margin - np.sqrt(distance_sq), 0))
+        total = np.sum(np.where(same, distance_sq, apart), dtype=dtype)
+        return [loss_top(total / scalar(num, dtype) / scalar(2, dtype), dtype)]
+
 
 @register
 class EuclideanLossSpec(LossSpec):
@@ -98,6 +195,16 @@ class EuclideanLossSpec(LossSpec):
             fail("L100", f"the inputs {fmt(a)} and {fmt(b)} must have the same number of values "
                          f"per sample", ("bottom", 1))
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """sum((a - b)^2) / N / 2."""
+        a, b = bottoms
+        if a.size != b.size:
+            raise ValueError(f"the inputs {a.shape} and {b.shape} hold different numbers of "
+                             f"values")
+        diff = (a.reshape(-1) - b.reshape(-1))
+        dot = np.dot(diff, diff)
+        return [loss_top(dot / scalar(a.shape[0], a.dtype) / scalar(2, a.dtype), a.dtype)]
+
 
 @register
 class HingeLossSpec(LossSpec):
@@ -105,6 +212,28 @@ class HingeLossSpec(LossSpec):
 
     type = "HingeLoss"
     param_field = "hinge_loss_param"
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """HingeLossLayer: t = x with t[n, label_n] negated; t = max(0, 1 + t); L1: sum |t| / N,
+        L2: sum t^2 / N."""
+        x, labels = bottoms
+        dtype = x.dtype
+        num = x.shape[0]
+        margins = x.reshape(num, -1).copy()
+        label = int_labels(labels.reshape(-1))
+        if label.size < num:
+            raise ValueError(f"{label.size} labels for {num} samples")
+        label = label[:num]
+        _check_labels(label, np.ones(num, bool), margins.shape[1])
+        rows = np.arange(num)
+        margins[rows, label] *= -1
+        margins += 1
+        np.maximum(margins, 0, out=margins)
+        if layer.hinge_loss_param.norm == _HingeNorm.L2:
+            total = np.einsum("nk,nk->", margins, margins)
+        else:
+            total = np.sum(np.abs(margins), dtype=dtype)
+        return [loss_top(total / scalar(num, dtype), dtype)]
 
 
 @register
@@ -140,6 +269,44 @@ class InfogainLossSpec(LossSpec):
     def extra_tops(self, layer: Any, bottoms: list) -> list:
         return [bottom(bottoms, 0)]
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """Final Caffe's InfogainLossLayer: p = softmax(x) along infogain_loss_param.axis;
+        loss = -sum over labelled positions of sum_l H[label, l] log(max(p_l, 1e-20)),
+        normalised by loss_param.normalization (default VALID; ``normalize`` is rejected).
+        The matrix must come as the third bottom here (reading ``source`` is not done)."""
+        if has(layer.loss_param, "normalize"):
+            raise ValueError("loss_param.normalize is deprecated and InfogainLoss rejects it; "
+                             "use loss_param.normalization")
+        if len(bottoms) < 3:
+            source = layer.infogain_loss_param.source
+            raise ValueError("InfogainLoss needs the infogain matrix H as its third bottom; "
+                             "reading it from infogain_loss_param.source"
+                             f"{f' ({source!r})' if source else ''} is not supported -- "
+                             "feed the matrix as an input blob")
+        x, labels, matrix = bottoms
+        dtype = x.dtype
+        axis = canonical(layer.infogain_loss_param.axis, x.ndim)
+        prob = caffe_softmax(x, axis)
+        values, label = _class_view(prob, labels, axis)
+        classes = values.shape[1]
+        if matrix.size != classes * classes:
+            raise ValueError(f"the infogain matrix holds {matrix.size} values; {classes} "
+                             f"classes need {classes} x {classes}")
+        weights = np.asarray(matrix, dtype=dtype).reshape(classes, classes)
+        ignore = _ignore_label(layer.loss_param)
+        valid = np.ones(label.shape, bool) if ignore is None else label != ignore
+        _check_labels(label, valid, classes)
+        logs = np.log(np.maximum(values, scalar(LOG_THRESHOLD, dtype)))  # (outer, K, inner)
+        rows = weights[np.clip(label, 0, classes - 1)]  # (outer, inner, K)
+        per_position = np.einsum("oik,oki->oi", rows, logs)
+        total = -np.sum(per_position[valid], dtype=dtype)
+        norm = normalizer(layer.loss_param.normalization, label.shape[0], label.shape[1],
+                          int(valid.sum()))
+        tops = [loss_top(total / scalar(norm, dtype), dtype)]
+        if len(layer.top) > 1:
+            tops.append(prob)
+        return tops
+
 
 @register
 class MultinomialLogisticLossSpec(LossSpec):
@@ -155,6 +322,18 @@ class MultinomialLogisticLossSpec(LossSpec):
             if any(differ(d, 1) for d in legacy[1:]):
                 fail("L100", f"the labels must be (N, 1, 1, 1); got {fmt(labels)}", ("bottom", 1))
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """-sum_n log(max(p[n, label_n], 1e-20)) / N over the N x (count / N) probabilities."""
+        x, labels = bottoms
+        dtype = x.dtype
+        num = x.shape[0]
+        probs = x.reshape(num, -1)
+        label = int_labels(labels.reshape(-1))[:num]
+        _check_labels(label, np.ones(num, bool), probs.shape[1])
+        chosen = probs[np.arange(num), label]
+        total = -np.sum(np.log(np.maximum(chosen, scalar(LOG_THRESHOLD, dtype))), dtype=dtype)
+        return [loss_top(total / scalar(num, dtype), dtype)]
+
 
 @register
 class SigmoidCrossEntropyLossSpec(LossSpec):
@@ -168,6 +347,31 @@ class SigmoidCrossEntropyLossSpec(LossSpec):
         if x is not None and t is not None and differ(count(x), count(t)):
             fail("L100", f"the scores {fmt(x)} and the targets {fmt(t)} must hold the same "
                          f"number of values", ("bottom", 1))
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """Final Caffe: loss = -sum over targets not ignored (int(t) != ignore_label) of
+        x (t - [x >= 0]) - log(1 + exp(x - 2 x [x >= 0])), normalised by
+        loss_param.normalization (BATCH_SIZE when neither it nor ``normalize`` is set), with
+        outer = N and inner = count / N."""
+        x, target = bottoms
+        if x.size != target.size:
+            raise ValueError(f"the scores {x.shape} and targets {target.shape} hold different "
+                             f"numbers of values")
+        dtype = x.dtype
+        scores = x.reshape(-1)
+        targets = np.asarray(target, dtype=dtype).reshape(-1)
+        positive = scores >= 0
+        terms = scores * (targets - positive) - np.log1p(np.exp(-np.abs(scores)))
+        ignore = _ignore_label(layer.loss_param)
+        if ignore is not None:
+            valid = int_labels(targets) != ignore
+            terms = terms[valid]
+        total = -np.sum(terms, dtype=dtype)
+        outer = x.shape[0]
+        inner = x.size // outer if outer else 0
+        mode = normalization_mode(layer, default=_Norm.BATCH_SIZE)
+        norm = normalizer(mode, outer, inner, terms.size)
+        return [loss_top(total / scalar(norm, dtype), dtype)]
 
 
 @register
@@ -186,6 +390,28 @@ class SoftmaxWithLossSpec(LossSpec):
 
     def extra_tops(self, layer: Any, bottoms: list) -> list:
         return [bottom(bottoms, 0)]
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """p = softmax(x) along softmax_param.axis; loss = -sum over labels not ignored of
+        log(max(p[label], FLT_MIN)), normalised by loss_param.normalization (default VALID;
+        the legacy ``normalize`` when normalization is unset). The raw loss (the net applies
+        loss_weight); the optional second top is p."""
+        x, labels = bottoms
+        dtype = x.dtype
+        axis = canonical(layer.softmax_param.axis, x.ndim)
+        prob = caffe_softmax(x, axis)
+        values, label = _class_view(prob, labels, axis)
+        ignore = _ignore_label(layer.loss_param)
+        valid = np.ones(label.shape, bool) if ignore is None else label != ignore
+        _check_labels(label, valid, values.shape[1])
+        chosen = _gather(values, label)[valid]
+        total = -np.sum(np.log(np.maximum(chosen, scalar(FLT_MIN, dtype))), dtype=dtype)
+        norm = normalizer(normalization_mode(layer), label.shape[0], label.shape[1],
+                          chosen.size)
+        tops = [loss_top(total / scalar(norm, dtype), dtype)]
+        if len(layer.top) > 1:
+            tops.append(prob)
+        return tops
 
 
 @register
@@ -217,3 +443,32 @@ class AccuracySpec(LayerSpec):
         axis = _label_axis(x, labels, p.axis, ("accuracy_param", "axis"))
         per_class = (None if axis is None else x[axis],)
         return [(), per_class][:top_count(self, layer)]
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """AccuracyLayer: a labelled position counts as right when fewer than top_k classes
+        score >= the true class's score besides the true class itself (ties count against);
+        labels equal to accuracy_param.ignore_label are skipped. Top 0: right / counted (0
+        when none counted); top 1: per class right / labelled (0 for absent classes)."""
+        x, labels = bottoms
+        p = layer.accuracy_param
+        dtype = x.dtype
+        axis = canonical(p.axis, x.ndim)
+        values, label = _class_view(x, labels, axis)
+        classes = values.shape[1]
+        ignore = _ignore_label(p)
+        valid = np.ones(label.shape, bool) if ignore is None else label != ignore
+        _check_labels(label, valid, classes)
+        true_score = _gather(values, label)  # (outer, inner)
+        better = np.sum(values >= true_score[:, None, :], axis=1) - 1
+        right = valid & (better < int(p.top_k))
+        counted = int(valid.sum())
+        accuracy = scalar(0, dtype) if counted == 0 else \
+            scalar(int(right.sum()), dtype) / scalar(counted, dtype)
+        tops = [loss_top(accuracy, dtype)]
+        if len(layer.top) > 1:
+            totals = np.bincount(label[valid], minlength=classes)[:classes]
+            hits = np.bincount(label[right], minlength=classes)[:classes]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                per_class = np.where(totals == 0, 0, hits.astype(dtype) / totals.astype(dtype))
+            tops.append(per_class.astype(dtype))
+        return tops

@@ -12,11 +12,52 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Optional
 
+from ._np import np
 from ._util import bottom, count, differ, fmt, top_count
 from .base import IN_PLACE_OK, IN_PLACE_WRONG, Dim, LayerSpec, Problem, ShapeContext, fail, \
     register
 
 RECURRENT = "recurrent_param"
+
+#: The attribute of the forward context where RNN/LSTM layers without expose_hidden keep their
+#: final states between forward passes, as Caffe does (it copies h_T, c_T into h_0, c_0 before
+#: each pass): a dict {layer name: [state arrays]} the caller provides. Without it every pass
+#: starts from zero states, which is Caffe's first pass (and every pass where cont_1 is 0).
+STATE_ATTRIBUTE = "state"
+
+
+def _unit_sigmoid(x: Any) -> Any:
+    """LSTMUnitLayer's own sigmoid: 1 / (1 + exp(-x))."""
+    with np.errstate(over="ignore"):
+        y = np.negative(x)
+        np.exp(y, out=y)
+    y += 1
+    return np.reciprocal(y, out=y)
+
+
+def _unit_tanh(x: Any) -> Any:
+    """LSTMUnitLayer's own tanh: 2 sigmoid(2 x) - 1."""
+    y = _unit_sigmoid(x * 2)
+    y *= 2
+    y -= 1
+    return y
+
+
+def lstm_unit(c_prev: Any, gates: Any, cont: Any) -> tuple:
+    """LSTMUnitLayer::Forward_cpu on (N, D) states, (N, 4D) gate inputs and (N,) cont, gates
+    in the order i, f, o, g: f = 0 where cont == 0, else cont * sigmoid(f');
+    c = f c_prev + i g; h = o tanh(c). Returns (c, h)."""
+    size = c_prev.shape[-1]
+    i = _unit_sigmoid(gates[:, 0 * size:1 * size])
+    f = _unit_sigmoid(gates[:, 1 * size:2 * size])
+    o = _unit_sigmoid(gates[:, 2 * size:3 * size])
+    g = _unit_tanh(gates[:, 3 * size:4 * size])
+    cont = cont.reshape(-1, 1)
+    f = np.where(cont == 0, 0, cont * f).astype(gates.dtype, copy=False)
+    c = f * c_prev
+    c += i * g
+    h = o * _unit_tanh(c)
+    return c, h
 
 
 class RecurrentSpec(LayerSpec):
@@ -95,6 +136,74 @@ class RecurrentSpec(LayerSpec):
             static_size = count(static, 1) if static is not None and len(static) >= 1 else None
         return size, static_size
 
+    # -- forward -------------------------------------------------------------------------------
+    def step(self, layer: Any, gate_input: Any, cont: Any, states: list, weights: dict) -> tuple:
+        """One time step: (output_t, new states) from the input transform W x_t + b (+ the
+        static transform) and cont_t (N,)."""
+        raise NotImplementedError
+
+    def weight_names(self, layer: Any) -> list:
+        raise NotImplementedError
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """The unrolled net Caffe builds, computed step by step: the input transform of all
+        steps at once (InnerProduct, axis 2), the static input's (axis 1) added to every step,
+        h_{t-1} multiplied by cont_t (Scale, axis 0) before the recurrent product. The initial
+        states are the exposed bottoms, or the previous pass's final states (see
+        STATE_ATTRIBUTE), or zeros."""
+        hidden = layer.recurrent_param.num_output
+        x, cont = bottoms[0], bottoms[1]
+        dtype = x.dtype
+        if x.ndim < 2 or cont.shape != x.shape[:2]:
+            raise ValueError(f"cont {cont.shape} must be (time steps, streams) matching the "
+                             f"first two axes of x {x.shape}")
+        steps, streams = x.shape[:2]
+        names = self.weight_names(layer)
+        if len(blobs) != len(names):
+            raise ValueError(f"{self.type} needs {len(names)} blobs ({', '.join(names)}); got "
+                             f"{len(blobs)}")
+        weights = {name: np.asarray(blob, dtype=dtype) for name, blob in zip(names, blobs)}
+        w_x, b_x = names[0], names[1]
+        inputs = x.reshape(steps, streams, -1)
+        gates = self.gates * hidden
+        transform = weights[w_x].reshape(gates, -1)
+        if transform.shape[1] != inputs.shape[2]:
+            raise ValueError(f"{w_x} has {transform.shape[1]} inputs but x has "
+                             f"{inputs.shape[2]} values per step")
+        projected = np.matmul(inputs, transform.T)
+        projected += weights[b_x].reshape(gates)
+        index = 2
+        if self.has_static_input(layer):
+            static = bottoms[2].reshape(streams, -1)
+            w_static = weights[names[2]].reshape(gates, -1)
+            projected += np.matmul(static, w_static.T)[None]
+            index = 3
+        state_shape = (1, streams, hidden)
+        exposed = self.exposed(layer)
+        store = getattr(context, STATE_ATTRIBUTE, None)
+        if exposed:
+            states = []
+            for i in range(index, index + exposed):
+                if tuple(bottoms[i].shape) != state_shape:
+                    raise ValueError(f"bottom {i} must be {state_shape}; got {bottoms[i].shape}")
+                states.append(np.asarray(bottoms[i], dtype=dtype).reshape(streams, hidden))
+        else:
+            kept = store.get(layer.name) if isinstance(store, dict) else None
+            if kept is not None and all(s.shape == (streams, hidden) for s in kept):
+                states = [s.astype(dtype, copy=False) for s in kept]
+            else:
+                states = [np.zeros((streams, hidden), dtype) for _ in range(self.num_states)]
+        outputs = np.empty((steps, streams, hidden), dtype)
+        for t in range(steps):
+            outputs[t], states = self.step(layer, projected[t], cont[t].astype(dtype, copy=False),
+                                           states, weights)
+        if not exposed and isinstance(store, dict):
+            store[layer.name] = [s.copy() for s in states]
+        tops = [outputs]
+        if exposed:
+            tops.extend(s.reshape(state_shape) for s in states)
+        return tops
+
 
 @register
 class RNNSpec(RecurrentSpec):
@@ -112,6 +221,23 @@ class RNNSpec(RecurrentSpec):
         static = [(h, static_size)] if self.has_static_input(layer) else []
         return [(h, size), (h,)] + static + [(h, h), (h, h), (h,)]
 
+    def weight_names(self, layer: Any) -> list:
+        static = ["W_xh_static"] if self.has_static_input(layer) else []
+        return ["W_xh", "b_h"] + static + ["W_hh", "W_ho", "b_o"]
+
+    def step(self, layer: Any, gate_input: Any, cont: Any, states: list, weights: dict) -> tuple:
+        # h_t = tanh(W_hh (cont_t h_{t-1}) + W_xh x_t + b_h [+ W_xh_static x_static]);
+        # o_t = tanh(W_ho h_t + b_o)
+        hidden = states[0].shape[1]
+        conted = states[0] * cont[:, None]
+        h = np.matmul(conted, weights["W_hh"].reshape(hidden, hidden).T)
+        h += gate_input
+        np.tanh(h, out=h)
+        o = np.matmul(h, weights["W_ho"].reshape(hidden, hidden).T)
+        o += weights["b_o"].reshape(hidden)
+        np.tanh(o, out=o)
+        return o, [h]
+
 
 @register
 class LSTMSpec(RecurrentSpec):
@@ -120,6 +246,7 @@ class LSTMSpec(RecurrentSpec):
 
     type = "LSTM"
     num_states = 2
+    gates = 4
 
     def blob_count(self, layer: Any) -> int:
         return 3 + int(self.has_static_input(layer))
@@ -129,6 +256,21 @@ class LSTMSpec(RecurrentSpec):
         size, static_size = self.input_sizes(layer, bottoms)
         static = [(4 * h, static_size)] if self.has_static_input(layer) else []
         return [(4 * h, size), (4 * h,)] + static + [(4 * h, h)]
+
+    def weight_names(self, layer: Any) -> list:
+        static = ["W_xc_static"] if self.has_static_input(layer) else []
+        return ["W_xc", "b_c"] + static + ["W_hc"]
+
+    def step(self, layer: Any, gate_input: Any, cont: Any, states: list, weights: dict) -> tuple:
+        # gate_input_t = W_hc (cont_t h_{t-1}) + W_xc x_t + b_c [+ W_xc_static x_static];
+        # then LSTMUnit(c_{t-1}, gate_input_t, cont_t) -> c_t, h_t
+        h_prev, c_prev = states
+        hidden = h_prev.shape[1]
+        conted = h_prev * cont[:, None]
+        gates = np.matmul(conted, weights["W_hc"].reshape(4 * hidden, hidden).T)
+        gates += gate_input
+        c, h = lstm_unit(c_prev, gates, cont)
+        return h, [h, c]
 
 
 @register
@@ -164,3 +306,13 @@ class LSTMUnitSpec(LayerSpec):
         else:
             size = None
         return [(1, streams, size)] * top_count(self, layer)
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        c_prev, gates, cont = bottoms
+        if c_prev.ndim != 3 or gates.ndim != 3 or cont.ndim != 2 or c_prev.shape[0] != 1 \
+                or gates.shape[:2] != c_prev.shape[:2] or cont.shape != c_prev.shape[:2] \
+                or gates.shape[2] != 4 * c_prev.shape[2]:
+            raise ValueError(f"LSTMUnit needs c_prev (1, N, D), gates (1, N, 4D) and cont "
+                             f"(1, N); got {c_prev.shape}, {gates.shape}, {cont.shape}")
+        c, h = lstm_unit(c_prev[0], gates[0], cont[0].astype(c_prev.dtype, copy=False))
+        return [c[None], h[None]]

@@ -6,12 +6,28 @@ from __future__ import annotations
 from typing import Any, Iterator, Optional
 
 from ..schema import caffe_pb2
+from ._np import np
 from ._util import axis_of, blob_dims, bottom, count, differ, fmt, has, has_errors, merge_dim, \
     merge_same_shapes, top_count, unknown
-from .base import IN_PLACE_FORBIDDEN, IN_PLACE_OK, IN_PLACE_WRONG, Dim, LayerSpec, Problem, \
-    ShapeContext, fail, product, register
+from .activation import canonical, out_buffer, scalar
+from .base import IN_PLACE_FORBIDDEN, IN_PLACE_OK, IN_PLACE_WRONG, CaffeCheckFailed, Dim, \
+    LayerSpec, Problem, ShapeContext, fail, product, register
 
 _EltwiseOp = caffe_pb2.EltwiseParameter
+_ReductionOp = caffe_pb2.ReductionParameter
+
+
+def _top_shapes(spec: LayerSpec, layer: Any, bottoms: list) -> list:
+    """The spec's shape rule on concrete arrays; where Caffe would abort: ValueError (the
+    executor reports it with the layer's name)."""
+    problems = [p for p in spec.check(layer) if p.severity == "error"]
+    if problems:
+        raise ValueError(problems[0].message)
+    try:
+        shapes = spec.shape(layer, [tuple(b.shape) for b in bottoms], ShapeContext())
+    except CaffeCheckFailed as exc:
+        raise ValueError(str(exc)) from None
+    return [tuple(shape) for shape in shapes]
 
 
 class StructureSpec(LayerSpec):
@@ -78,6 +94,11 @@ class ConcatSpec(StructureSpec):
         top[axis] = None if None in sizes else sum(sizes)
         return [tuple(top)] * top_count(self, layer)
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        _top_shapes(self, layer, bottoms)
+        axis = _legacy_axis(layer, "concat_param", "concat_dim", bottoms[0].ndim, "L050")
+        return [np.concatenate(bottoms, axis=axis)]
+
 
 @register
 class SliceSpec(StructureSpec):
@@ -127,6 +148,19 @@ class SliceSpec(StructureSpec):
             sizes = [None if size is None else size // n] * n
         return [tuple(x[:axis]) + (part,) + tuple(x[axis + 1:]) for part in sizes]
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """Copies of the slices (Caffe copies; a view would keep the whole input alive)."""
+        x = bottoms[0]
+        shapes = _top_shapes(self, layer, bottoms)
+        axis = _legacy_axis(layer, "slice_param", "slice_dim", x.ndim, "L050")
+        tops, start = [], 0
+        for shape in shapes:
+            index = [slice(None)] * x.ndim
+            index[axis] = slice(start, start + shape[axis])
+            tops.append(x[tuple(index)].copy())
+            start += shape[axis]
+        return tops
+
 
 @register
 class SplitSpec(StructureSpec):
@@ -139,6 +173,13 @@ class SplitSpec(StructureSpec):
     def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:
         return [bottom(bottoms, 0)] * top_count(self, layer)
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """The input array itself for every top, as Caffe's tops share the bottom's data.
+        Nothing is copied: a caller that lets a later layer write into a top in place must
+        first check that no other top (or the bottom) is still read -- the executor counts
+        the live references to each buffer and never offers a shared one as writable."""
+        return [bottoms[0]] * max(len(layer.top), 1)
+
 
 @register
 class SilenceSpec(StructureSpec):
@@ -150,6 +191,9 @@ class SilenceSpec(StructureSpec):
     in_place = IN_PLACE_OK
 
     def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:
+        return []
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
         return []
 
 
@@ -177,6 +221,40 @@ class EltwiseSpec(StructureSpec):
         top = merge_same_shapes(bottoms, "L040", "Eltwise needs inputs of one shape")
         return [top] * top_count(self, layer)
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """EltwiseLayer::Forward_cpu. PROD: b0 * b1 * ...; SUM: 0 + c0 b0 + c1 b1 + ...
+        (coefficients default to 1); MAX: a > b ? a : b pairwise from the left, so a NaN
+        input loses to the next one as in Caffe. Computes into bottom 0 when allowed."""
+        _top_shapes(self, layer, bottoms)
+        p = layer.eltwise_param
+        first = bottoms[0]
+        dtype = first.dtype
+        y = out_buffer(bottoms, context)
+        if p.operation == _EltwiseOp.PROD:
+            y = np.multiply(first, bottoms[1], out=y)
+            for other in bottoms[2:]:
+                y *= other
+        elif p.operation == _EltwiseOp.SUM:
+            coeffs = list(p.coeff) or [1.0] * len(bottoms)
+            y = np.multiply(first, scalar(coeffs[0], dtype), out=y) if coeffs[0] != 1 else \
+                (first.copy() if y is None else y)
+            for other, coeff in zip(bottoms[1:], coeffs[1:]):
+                if coeff == 1:
+                    y += other
+                else:
+                    y += other * scalar(coeff, dtype)
+        elif p.operation == _EltwiseOp.MAX:
+            second = bottoms[1]
+            take_second = ~np.greater(first, second)
+            y = first.copy() if y is None else y
+            np.copyto(y, second, where=take_second)
+            del take_second
+            for other in bottoms[2:]:
+                np.copyto(y, other, where=np.greater(other, y))
+        else:
+            raise ValueError(f"unknown Eltwise operation {p.operation}")
+        return [y]
+
 
 @register
 class FlattenSpec(StructureSpec):
@@ -198,6 +276,10 @@ class FlattenSpec(StructureSpec):
                          f"{fmt(x)}", ("flatten_param", "end_axis"))
         top = tuple(x[:start]) + (count(x, start, end + 1),) + tuple(x[end + 1:])
         return [top] * top_count(self, layer)
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """A reshaped view of the input (Caffe's top shares the bottom's data)."""
+        return [bottoms[0].reshape(_top_shapes(self, layer, bottoms)[0])]
 
 
 @register
@@ -273,6 +355,10 @@ class ReshapeSpec(StructureSpec):
                          f"{fmt(x)} to {after} {fmt(tuple(top))}", ("reshape_param", "shape"))
         return [tuple(top)] * top_count(self, layer)
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """A reshaped view of the input (Caffe's top shares the bottom's data)."""
+        return [bottoms[0].reshape(_top_shapes(self, layer, bottoms)[0])]
+
 
 @register
 class CropSpec(StructureSpec):
@@ -307,6 +393,25 @@ class CropSpec(StructureSpec):
             top[i] = size
         return [tuple(top)] * top_count(self, layer)
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        x = bottoms[0]
+        shape = _top_shapes(self, layer, bottoms)[0]
+        p = layer.crop_param
+        start = canonical(p.axis, x.ndim)
+        offsets = list(p.offset)
+        index = []
+        for i in range(x.ndim):
+            if i < start:
+                offset = 0
+            elif len(offsets) == 1:
+                offset = offsets[0]
+            elif offsets:
+                offset = offsets[i - start]
+            else:
+                offset = 0
+            index.append(slice(offset, offset + shape[i]))
+        return [x[tuple(index)].copy()]
+
 
 @register
 class TileSpec(StructureSpec):
@@ -333,6 +438,15 @@ class TileSpec(StructureSpec):
         top[axis] = None if x[axis] is None else x[axis] * p.tiles
         return [tuple(top)] * top_count(self, layer)
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """For each index before ``axis``, the block of axes axis.. repeated ``tiles`` times."""
+        x = bottoms[0]
+        _top_shapes(self, layer, bottoms)
+        axis = canonical(layer.tile_param.axis, x.ndim)
+        reps = [1] * x.ndim
+        reps[axis] = layer.tile_param.tiles
+        return [np.tile(x, reps)]
+
 
 @register
 class ReductionSpec(StructureSpec):
@@ -348,6 +462,32 @@ class ReductionSpec(StructureSpec):
             return unknown(self, layer)
         axis = axis_of(layer.reduction_param.axis, x, ("reduction_param", "axis"))
         return [tuple(x[:axis])] * top_count(self, layer)
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """ReductionLayer: each of the count(0, axis) rows of count(axis) values reduced by
+        SUM, ASUM, SUMSQ or MEAN, then scaled by coeff (coeff / dim for MEAN, as Caffe folds
+        the mean into the coefficient)."""
+        x = bottoms[0]
+        p = layer.reduction_param
+        dtype = x.dtype
+        axis = canonical(p.axis, x.ndim)
+        outer = tuple(x.shape[:axis])
+        rows = x.reshape(int(np.prod(outer, dtype=np.int64)), -1)
+        dim = rows.shape[1]
+        if p.operation in (_ReductionOp.SUM, _ReductionOp.MEAN):
+            y = np.sum(rows, axis=1, dtype=dtype)
+        elif p.operation == _ReductionOp.ASUM:
+            y = np.abs(rows).sum(axis=1, dtype=dtype)
+        elif p.operation == _ReductionOp.SUMSQ:
+            y = np.einsum("rd,rd->r", rows, rows)
+        else:
+            raise ValueError(f"unknown Reduction operation {p.operation}")
+        coeff = scalar(p.coeff, dtype)
+        if p.operation == _ReductionOp.MEAN:
+            coeff = coeff / scalar(dim, dtype)
+        if coeff != 1:
+            y *= coeff
+        return [np.asarray(y, dtype=dtype).reshape(outer)]
 
 
 @register
@@ -382,6 +522,15 @@ class FilterSpec(StructureSpec):
                              f"differ in their first dimension", ("bottom", index))
             tops.append(None if shape is None else (None,) + tuple(shape[1:]))
         return tops
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """The items n of each bottom but the last whose selector value (the last bottom's
+        n-th value) is non-zero, in order."""
+        selector = bottoms[-1]
+        _top_shapes(self, layer, bottoms)
+        items = selector.shape[0] if selector.ndim else 0
+        keep = np.flatnonzero(selector.reshape(-1)[:items] != 0)
+        return [np.take(b, keep, axis=0) for b in bottoms[:-1]]
 
 
 @register
@@ -423,6 +572,40 @@ class ArgMaxSpec(StructureSpec):
                 top[1] = 2
         return [tuple(top)] * top_count(self, layer)
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """ArgMaxLayer: per row, the top_k (value, index) pairs by std::partial_sort with
+        std::greater -- larger values first, and among equal values the larger index first.
+        Indices are stored as floats. Without ``axis`` a row is one item (count(1) values) and
+        the top is (N, 1 or 2, top_k, 1...) holding the indices then (out_max_val) the
+        values; with ``axis`` the top replaces that axis by top_k and holds values
+        (out_max_val) or indices."""
+        x = bottoms[0]
+        p = layer.argmax_param
+        shape = _top_shapes(self, layer, bottoms)[0]
+        k = p.top_k
+        if has(p, "axis"):
+            axis = canonical(p.axis, x.ndim)
+            rows = np.moveaxis(x, axis, -1)
+            moved_shape = rows.shape
+            rows = rows.reshape(-1, x.shape[axis])
+        else:
+            rows = x.reshape(x.shape[0], -1)
+        dim = rows.shape[1]
+        positions = np.broadcast_to(np.arange(dim), rows.shape)
+        # lexsort: the last key is primary; ascending (value, index), then reversed.
+        order = np.lexsort((positions, rows), axis=-1)[:, ::-1][:, :k]
+        values = np.take_along_axis(rows, order, axis=-1)
+        indices = order.astype(x.dtype)
+        if has(p, "axis"):
+            result = values if p.out_max_val else indices
+            result = result.reshape(moved_shape[:-1] + (k,))
+            return [np.ascontiguousarray(np.moveaxis(result, -1, axis)).reshape(shape)]
+        if p.out_max_val:
+            result = np.stack([indices, values], axis=1)
+        else:
+            result = indices[:, None, :]
+        return [result.reshape(shape)]
+
 
 @register
 class BatchReindexSpec(StructureSpec):
@@ -440,6 +623,16 @@ class BatchReindexSpec(StructureSpec):
             return unknown(self, layer)
         first: Dim = None if indices is None else indices[0]
         return [(first,) + tuple(x[1:])] * top_count(self, layer)
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        x, permutation = bottoms
+        _top_shapes(self, layer, bottoms)
+        bad = (permutation < 0) | (permutation >= x.shape[0]) | np.isnan(permutation)
+        if bad.any():
+            value = permutation[bad][0]
+            raise ValueError(f"index {value:g} in bottom 1 is outside the {x.shape[0]} items "
+                             f"of bottom 0")
+        return [np.take(x, permutation.astype(np.int64), axis=0)]
 
 
 @register
@@ -467,3 +660,9 @@ class ParameterSpec(StructureSpec):
 
     def blob_shapes(self, layer: Any, bottoms: list) -> Optional[list]:
         return [blob_dims(layer.parameter_param.shape)]
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """A copy of the blob (Caffe's top shares it; a copy keeps in-place layers downstream
+        from writing into the learned parameter)."""
+        shape = _top_shapes(self, layer, bottoms)[0]
+        return [np.array(blobs[0], dtype=context.dtype, copy=True).reshape(shape)]

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
 from ..schema import caffe_pb2
+from . import _im2col
+from ._np import np
 from ._util import axis_of, bottom, cdiv, fmt, has, has_errors, merge_same_shapes, top_count, \
     unknown
-from .base import IN_PLACE_WRONG, CaffeCheckFailed, Dim, LayerSpec, Problem, ShapeContext, fail, \
-    product, register
+from .base import IN_PLACE_WRONG, TRAIN, CaffeCheckFailed, Dim, LayerSpec, Problem, \
+    ShapeContext, fail, product, register
 
 CONV = "convolution_param"
 POOL = "pooling_param"
@@ -232,6 +234,9 @@ class BaseConvolutionSpec(LayerSpec):
             return [None] + bias
         return [self.weight_shape(x[channel_axis], p, geometry.kernel)] + bias
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        return _conv_forward(self, layer, bottoms, blobs, context)
+
 
 @register
 class ConvolutionSpec(BaseConvolutionSpec):
@@ -300,6 +305,17 @@ class Im2colSpec(LayerSpec):
         columns = None if channels is None else channels * product(geometry.kernel)
         top = tuple(x[:channel_axis]) + (columns,) + spatial
         return [top] * top_count(self, layer)
+
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """Caffe's column buffer of each image as its top (C * prod(kernel), *out)."""
+        x = _float_input(bottoms[0], context)
+        xb, lead, geometry, spatial = _conv_input(layer, x, 1)
+        out = tuple(conv_output(n, geometry, i) for i, n in enumerate(spatial))
+        if any(o <= 0 for o in out):
+            raise ValueError(f"{fmt(x.shape)} gives the empty output {fmt(out)}")
+        columns = _im2col.im2col(xb, geometry.kernel, geometry.stride, geometry.pad,
+                                 geometry.dilation, out)
+        return [columns.reshape(tuple(lead) + (columns.shape[1],) + out)]
 
 
 # -- pooling --------------------------------------------------------------------------------------
@@ -434,6 +450,24 @@ class PoolingSpec(LayerSpec):
         top = (n, c, out_h, out_w)
         return [top] * top_count(self, layer)
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        p = layer.pooling_param
+        x = _float_input(bottoms[0], context)
+        if x.ndim != 4:
+            raise ValueError(f"Pooling needs a 4-D input; got {fmt(x.shape)}")
+        g = _pool_geometry(p, x.shape[2], x.shape[3])
+        ceil_mode = p.round_mode == _PoolMethod.CEIL
+        any_pad = g.pad != (0, 0)
+        out = tuple(pooled_size(size, g.kernel[i], g.pad[i], g.stride[i], ceil_mode, any_pad)
+                    for i, size in enumerate(x.shape[2:]))
+        if any(o is None or o <= 0 for o in out):
+            raise ValueError(f"{fmt(x.shape)} gives the empty output {fmt(out)}")
+        want_mask = p.pool == _PoolMethod.MAX and len(layer.top) > 1
+        top, mask = pool(x, p.pool, g.kernel, g.stride, g.pad, out, mask=want_mask,
+                         train=getattr(context, "phase", None) == TRAIN,
+                         rng=getattr(context, "rng", None))
+        return [top, mask] if want_mask else [top]
+
 
 @register
 class SPPSpec(LayerSpec):
@@ -495,6 +529,358 @@ class SPPSpec(LayerSpec):
             return [(n, c) + outputs[0]]
         return [(n, total)]
 
+    def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
+        """One pooling per level, flattened and concatenated. Caffe builds the levels' pooling
+        layers from a fresh LayerParameter, whose phase is TRAIN: STOCHASTIC SPP samples even
+        in a TEST net."""
+        p = layer.spp_param
+        x = _float_input(bottoms[0], context)
+        if x.ndim != 4:
+            raise ValueError(f"SPP needs a 4-D input; got {fmt(x.shape)}")
+        n, _, h, w = x.shape
+        method = {_SPPMethod.MAX: _PoolMethod.MAX, _SPPMethod.AVE: _PoolMethod.AVE,
+                  _SPPMethod.STOCHASTIC: _PoolMethod.STOCHASTIC}[p.pool]
+        levels = []
+        for level in range(p.pyramid_height):
+            kh, ph, _ = self._level(h, level)
+            kw, pw, _ = self._level(w, level)
+            any_pad = bool(ph or pw)
+            out = (pooled_size(h, kh, ph, kh, True, any_pad),
+                   pooled_size(w, kw, pw, kw, True, any_pad))
+            top, _ = pool(x, method, (kh, kw), (kh, kw), (ph, pw), out, train=True,
+                          rng=getattr(context, "rng", None))
+            levels.append(top)
+        if p.pyramid_height == 1:
+            return levels
+        return [np.concatenate([top.reshape(n, -1) for top in levels], axis=1)]
+
+
+# -- forward passes -------------------------------------------------------------------------------
+#
+# Tops keep the bottom's dtype (float32 unless the executor runs in float64); blobs are cast to
+# it. The axes before a convolution's channel axis fold into one batch axis (Caffe's num_).
+
+#: Pooling windows up to this many cells are computed one kernel offset at a time (a strided
+#: view per offset, in Caffe's order); larger ones (global pooling) by reducing a view of all
+#: the windows at once.
+_LOOP_WINDOW = 64
+#: Convolution outputs smaller than this many positions (14 x 14 and below) are computed for
+#: a whole batch in one matmul per group, which keeps the matrix products large.
+_SMALL_OUTPUT = 1024
+_FLT_MAX = 3.4028234663852886e38  # C's FLT_MAX, Caffe's starting value for MAX pooling
+
+
+def _float_input(x: Any, context: Any) -> Any:
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        x = x.astype(getattr(context, "dtype", None) or "float32")
+    return x
+
+
+def _axis_index(axis: int, ndim: int, what: str) -> int:
+    """Blob::CanonicalAxisIndex; ValueError out of range."""
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{what} {axis} is out of range for an input with {ndim} axes")
+    return axis % ndim
+
+
+def _blob(blob: Any, dtype: Any, shape: tuple, what: str) -> Any:
+    """A learnable blob in the computation's dtype, viewed as ``shape`` (Caffe matches blobs by
+    element count; old files store InnerProduct weights as 1x1xNxK)."""
+    array = np.asarray(blob, dtype=dtype)
+    if array.size != math.prod(shape):
+        raise ValueError(f"{what} hold {array.size} values ({fmt(array.shape)}) but the layer "
+                         f"needs {fmt(shape)}")
+    return array.reshape(shape)
+
+
+def _conv_input(layer: Any, x: Any, minimum: int = 0) -> tuple:
+    """(input folded to (B, C, *spatial), the axes before the channel axis, the geometry, the
+    spatial sizes)."""
+    p = layer.convolution_param
+    axis = _axis_index(p.axis, x.ndim, "convolution_param.axis")
+    lead, channels, spatial = x.shape[:axis], x.shape[axis], x.shape[axis + 1:]
+    if len(spatial) < minimum:
+        raise ValueError(f"{layer.type} needs at least {minimum} spatial axes after the channel "
+                         f"axis {axis}; the input is {fmt(x.shape)}")
+    try:
+        geometry = conv_geometry(p, len(spatial))
+    except CaffeCheckFailed as error:
+        raise ValueError(str(error)) from None
+    return (x.reshape((math.prod(lead), channels) + spatial), lead, geometry,
+            tuple(spatial))
+
+
+def convolve(x: Any, weight: Any, bias: Any, geometry: ConvGeometry, out: tuple) -> Any:
+    """Caffe's forward_cpu_gemm (+ forward_cpu_bias) for a batch: x (B, C, *spatial), weight
+    (G, M, Kd) with Kd = C / G * prod(kernel), bias (G * M, 1) or None; returns
+    (B, G * M, prod(out)). One matmul per group (batched over images and groups by np.matmul)
+    against the im2col columns; a 1x1 kernel without padding reads the (strided) input
+    directly instead."""
+    batch, channels = x.shape[:2]
+    groups, per_group, kernel_dim = weight.shape
+    size = math.prod(out)
+    nd = len(out)
+    y = np.empty((batch, groups * per_group, size), x.dtype)
+    if all(k == 1 for k in geometry.kernel) and not any(geometry.pad):
+        xp = x  # 1x1: the columns are the (strided) input itself, no copy at stride 1
+    else:
+        xp = _im2col.conv_padded(x, geometry.kernel, geometry.stride, geometry.pad,
+                                 geometry.dilation, out)
+    step = _im2col.chunk_size(channels * math.prod(geometry.kernel) * size * x.itemsize)
+    for start in range(0, batch, step):
+        part = xp[start:start + step]
+        count = part.shape[0]
+        columns = _im2col.windows(part, geometry.kernel, geometry.stride, geometry.dilation,
+                                  out)
+        per_image = channels * math.prod(geometry.kernel) * size * x.itemsize
+        if count == 1 and nd >= 1 and out[0] > 1 and per_image > _im2col.COLUMN_BUDGET:
+            _convolve_rows(columns, weight, y[start:start + count], out)
+        elif count > 1 and size < _SMALL_OUTPUT:
+            # Small images: one matmul per group over all the images' columns at once.
+            columns = columns.transpose([1] + list(range(2, 2 + nd)) + [0] +
+                                        list(range(2 + nd, 2 + 2 * nd)))
+            result = np.matmul(weight, columns.reshape(groups, kernel_dim, count * size))
+            np.copyto(y[start:start + count],
+                      result.reshape(groups * per_group, count, size).transpose(1, 0, 2))
+        else:
+            np.matmul(weight, columns.reshape(count, groups, kernel_dim, size),
+                      out=y[start:start + count].reshape(count, groups, per_group, size))
+    if bias is not None:
+        y += bias
+    return y
+
+
+def _convolve_rows(columns: Any, weight: Any, y: Any, out: tuple) -> None:
+    """One image whose columns exceed the budget: build and multiply them a band of output
+    rows at a time, so the column workspace stays within COLUMN_BUDGET (the peak memory of a
+    big first convolution is then its input and output, not a 7x7 im2col of the image)."""
+    groups, per_group, kernel_dim = weight.shape
+    inner = math.prod(out[1:])
+    per_row = kernel_dim * groups * inner * columns.itemsize
+    rows = max(1, _im2col.COLUMN_BUDGET // per_row)
+    lead = (slice(None),) * (columns.ndim - len(out))
+    for top in range(0, out[0], rows):
+        bottom = min(out[0], top + rows)
+        band = columns[lead + (slice(top, bottom),)]
+        cells = (bottom - top) * inner
+        result = np.matmul(weight, band.reshape(1, groups, kernel_dim, cells))
+        y[:, :, top * inner:bottom * inner] = result.reshape(1, groups * per_group, cells)
+
+
+def deconvolve(x: Any, weight: Any, bias: Any, geometry: ConvGeometry, spatial: tuple,
+               out: tuple) -> Any:
+    """DeconvolutionLayer::Forward_cpu for a batch: x (B, C, *spatial), weight (G, C / G, Kd)
+    with Kd = num_output / G * prod(kernel), bias (num_output, 1) or None; returns
+    (B, num_output, prod(out)).
+
+    Caffe computes the columns W_g^T x_g and scatters them with col2im; that is what runs
+    with dilation. Without dilation the same sums are computed as one convolution per group
+    (one matmul): kernel offset q * s + r sends input i to output (i + q) * s + r, so output
+    phase r is a convolution of the input with the kernel taps r, r + s, ... (flipped), and
+    all phases come out of one matmul, interleaved afterwards."""
+    if any(d != 1 for d in geometry.dilation):
+        return _deconvolve_col2im(x, weight, bias, geometry, spatial, out)
+    batch, channels = x.shape[:2]
+    groups, per_in, kernel_dim = weight.shape
+    kernel, stride, pad = geometry.kernel, geometry.stride, geometry.pad
+    nd = len(kernel)
+    per_out = kernel_dim // math.prod(kernel)
+    outputs = groups * per_out
+    if all(k == 1 for k in kernel) and all(s == 1 for s in stride) and not any(pad):
+        y = np.matmul(weight.transpose(0, 2, 1), x.reshape(batch, groups, per_in, -1))
+        y = y.reshape(batch, outputs, -1)
+        if bias is not None:
+            y += bias
+        return y
+    taps = [-(-k // s) for k, s in zip(kernel, stride)]  # kernel taps per phase
+    # Output cell f = j * s + r; only j in [first, last] reach the cropped output.
+    first = [p // s for p, s in zip(pad, stride)]
+    last = [(p + o - 1) // s for p, o, s in zip(pad, out, stride)]
+    grid = tuple(b - a + 1 for a, b in zip(first, last))
+    # Phase outputs j read x[j - t], t < taps: a correlation over x padded by taps - 1 - first.
+    before = [m - 1 - a for m, a in zip(taps, first)]
+    if any(b < 0 for b in before):  # inputs before -before never reach the output
+        x = x[(slice(None), slice(None)) + tuple(slice(-min(b, 0), None) for b in before)]
+        before = [max(b, 0) for b in before]
+    after = [g + m - 1 - b - n for g, m, b, n in zip(grid, taps, before, x.shape[2:])]
+    # Weights (G, per_out * prod(stride), per_in * prod(taps)): row (o, *r), column (c, *t)
+    # holds w[c, o, (taps - 1 - t) * s + r], zero past the kernel.
+    w = weight.reshape((groups, per_in, per_out) + tuple(kernel))
+    whole = tuple(m * s for m, s in zip(taps, stride))
+    if whole != tuple(kernel):
+        padded_w = np.zeros((groups, per_in, per_out) + whole, w.dtype)
+        padded_w[(slice(None),) * 3 + tuple(slice(0, k) for k in kernel)] = w
+        w = padded_w
+    w = w.reshape((groups, per_in, per_out) + tuple(v for m, s in zip(taps, stride)
+                                                    for v in (m, s)))
+    w = w[(slice(None),) * 3 + tuple(v for _ in range(nd) for v in (slice(None, None, -1),
+                                                                    slice(None)))]
+    order = [0, 2] + [4 + 2 * a for a in range(nd)] + [1] + [3 + 2 * a for a in range(nd)]
+    w = w.transpose(order).reshape(groups, per_out * math.prod(stride),
+                                   per_in * math.prod(taps))
+    size = math.prod(grid)
+    phases = math.prod(stride)
+    full = tuple(g * s for g, s in zip(grid, stride))
+    y = np.empty((batch, outputs) + tuple(out), x.dtype)
+    crop = tuple(slice(p - a * s, p - a * s + o)
+                 for p, a, s, o in zip(pad, first, stride, out))
+    lead = (slice(None), slice(None))
+    step = _im2col.chunk_size(max(channels * math.prod(taps), outputs * phases) * size *
+                              x.itemsize)
+    for start in range(0, batch, step):
+        part = _im2col.padded(x[start:start + step], before, after)
+        count = part.shape[0]
+        columns = _im2col.windows(part, taps, (1,) * nd, (1,) * nd, grid)
+        columns = columns.reshape(count, groups, per_in * math.prod(taps), size)
+        result = np.matmul(w, columns)  # (count, G, per_out * phases, size)
+        result = result.reshape((count, outputs) + tuple(stride) + grid)
+        result = result.transpose([0, 1] + [v for a in range(nd) for v in (2 + nd + a, 2 + a)])
+        split = (count, outputs) + tuple(v for g, s in zip(grid, stride) for v in (g, s))
+        if full == tuple(out):  # nothing to crop: interleave straight into the top
+            np.copyto(y[start:start + count].reshape(split), result)
+            continue
+        interleaved = np.empty(split, x.dtype)
+        np.copyto(interleaved, result)
+        y[start:start + count] = interleaved.reshape((count, outputs) + full)[lead + crop]
+    y = y.reshape(batch, outputs, -1)
+    if bias is not None:
+        y += bias
+    return y
+
+
+def _deconvolve_col2im(x: Any, weight: Any, bias: Any, geometry: ConvGeometry, spatial: tuple,
+                       out: tuple) -> Any:
+    """Caffe's way: columns W_g^T x_g (one matmul per group), then col2im."""
+    batch, channels = x.shape[:2]
+    groups, per_in, kernel_dim = weight.shape
+    kernel = geometry.kernel
+    outputs = groups * (kernel_dim // math.prod(kernel))
+    size = math.prod(spatial)
+    xg = x.reshape(batch, groups, per_in, size)
+    wt = weight.transpose(0, 2, 1)
+    y = np.empty((batch, outputs) + out, x.dtype)
+    step = _im2col.chunk_size(kernel_dim * groups * size * x.itemsize)
+    for start in range(0, batch, step):
+        columns = np.matmul(wt, xg[start:start + step])
+        columns = columns.reshape((columns.shape[0], outputs) + tuple(kernel) + spatial)
+        y[start:start + step] = _im2col.col2im(columns, kernel, geometry.stride, geometry.pad,
+                                               geometry.dilation, out)
+    y = y.reshape(batch, outputs, -1)
+    if bias is not None:
+        y += bias
+    return y
+
+
+def _conv_forward(spec: LayerSpec, layer: Any, bottoms: list, blobs: list,
+                  context: Any) -> list:
+    p = layer.convolution_param
+    if p.group == 0 or p.num_output % p.group:
+        raise ValueError(f"num_output {p.num_output} is not a multiple of group {p.group}")
+    tops = []
+    for x in bottoms:
+        x = _float_input(x, context)
+        xb, lead, geometry, spatial = _conv_input(layer, x)
+        channels = xb.shape[1]
+        if channels % p.group:
+            raise ValueError(f"the input has {channels} channels, not a multiple of group "
+                             f"({p.group})")
+        out = tuple(spec.output_size(n, geometry, i) for i, n in enumerate(spatial))
+        if any(o <= 0 for o in out):
+            raise ValueError(f"{fmt(x.shape)} gives the empty output {fmt(out)}")
+        kernel = math.prod(geometry.kernel)
+        bias = _blob(blobs[1], x.dtype, (p.num_output, 1), "the biases") \
+            if p.bias_term else None
+        if spec.type == "Convolution":
+            weight = _blob(blobs[0], x.dtype,
+                           (p.group, p.num_output // p.group, channels // p.group * kernel),
+                           "the weights")
+            y = convolve(xb, weight, bias, geometry, out)
+        else:
+            weight = _blob(blobs[0], x.dtype,
+                           (p.group, channels // p.group, p.num_output // p.group * kernel),
+                           "the weights")
+            y = deconvolve(xb, weight, bias, geometry, spatial, out)
+        tops.append(y.reshape(tuple(lead) + (p.num_output,) + out))
+    return tops
+
+
+def _pool_divisors(size: int, kernel: int, stride: int, pad: int, out: int) -> Any:
+    """AVE pooling's window lengths along one axis: clipped to the padded input, before
+    clipping to the image (Caffe's pool_size)."""
+    start = np.arange(out) * stride - pad
+    return np.minimum(start + kernel, size + pad) - start
+
+
+def pool(x: Any, method: int, kernel: tuple, stride: tuple, pad: tuple, out: tuple, *,
+         mask: bool = False, train: bool = False, rng: Any = None) -> tuple:
+    """PoolingLayer's forward over x (N, C, H, W): returns (top, mask top or None).
+
+    MAX: windows clipped to the image, the first strictly larger value wins starting from
+    -FLT_MAX (NaN never wins; a window with nothing larger gives -FLT_MAX and index -1); the
+    mask holds h * W + w. AVE: the sum over the clipped window divided by the window clipped to
+    the padded input. STOCHASTIC (Caffe's GPU kernels; its CPU forward is NOT_IMPLEMENTED):
+    TEST gives sum(x^2) / sum(x) (0 when the sum is not positive), TRAIN picks the first cell
+    whose running sum reaches u * sum(x), u uniform in (0, 1]."""
+    n, c, h, w = x.shape
+    dtype = x.dtype
+    cells = kernel[0] * kernel[1]
+    if method == _PoolMethod.MAX:
+        lowest = dtype.type(-_FLT_MAX)
+        xp = _im2col.conv_padded(x, kernel, stride, pad, (1, 1), out, fill=-np.inf)
+        if not mask and cells <= _LOOP_WINDOW:
+            top = np.full((n, c) + out, lowest, dtype)
+            for _, view in _im2col.offset_views(xp, kernel, stride, out):
+                np.fmax(top, view, out=top)
+            return top, None
+        view = _im2col.windows(xp, kernel, stride, (1, 1), out)
+        if not mask:
+            top = np.fmax.reduce(view, axis=(2, 3))
+            return np.fmax(top, lowest, out=top), None
+        candidates = view.reshape((n, c, cells) + out)
+        candidates = np.where(candidates > lowest, candidates, dtype.type(-np.inf))
+        best = np.argmax(candidates, axis=2)
+        value = np.take_along_axis(candidates, best[:, :, None], axis=2)[:, :, 0]
+        empty = value == -np.inf
+        rows = np.arange(out[0])[:, None] * stride[0] - pad[0] + best // kernel[1]
+        cols = np.arange(out[1])[None, :] * stride[1] - pad[1] + best % kernel[1]
+        index = np.where(empty, -1, rows * w + cols).astype(dtype)
+        return np.where(empty, lowest, value), index
+    if method == _PoolMethod.AVE:
+        xp = _im2col.conv_padded(x, kernel, stride, pad, (1, 1), out)
+        if cells <= _LOOP_WINDOW:
+            total = np.zeros((n, c) + out, dtype)
+            for _, view in _im2col.offset_views(xp, kernel, stride, out):
+                total += view
+        else:  # a running sum keeps Caffe's order of additions
+            view = _im2col.windows(xp, kernel, stride, (1, 1), out)
+            total = np.cumsum(view.reshape((n, c, cells) + out), axis=2)[:, :, -1].copy()
+        divisor = np.multiply.outer(
+            _pool_divisors(h, kernel[0], stride[0], pad[0], out[0]),
+            _pool_divisors(w, kernel[1], stride[1], pad[1], out[1])).astype(dtype)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.divide(total, divisor, out=total), None
+    if method == _PoolMethod.STOCHASTIC:
+        # Caffe's kernels ignore pad (it must be 0) and clip windows to the image.
+        xp = _im2col.conv_padded(x, kernel, stride, (0, 0), (1, 1), out)
+        values = _im2col.windows(xp, kernel, stride, (1, 1), out).reshape((n, c, cells) + out)
+        running = np.cumsum(values, axis=2)
+        total = running[:, :, -1]
+        if not train:
+            squares = np.cumsum(values * values, axis=2)[:, :, -1]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(total > 0, squares / total, dtype.type(0)), None
+        rng = rng if rng is not None else np.random.default_rng()
+        uniform = dtype.type(1) - rng.random(total.shape, dtype=dtype)  # (0, 1], as curand
+        threshold = (uniform * total).astype(np.float32)  # Caffe: float thres = u * cumsum
+        reached = running >= threshold[:, :, None]
+        first = np.argmax(reached, axis=2)[:, :, None]
+        found = np.take_along_axis(reached, first, axis=2)[:, :, 0]
+        value = np.take_along_axis(values, first, axis=2)[:, :, 0]
+        return np.where(found, value, dtype.type(0)), None
+    raise ValueError(f"unknown pooling method {method}")
+
 
 __all__ = ["ConvolutionSpec", "DeconvolutionSpec", "Im2colSpec", "PoolingSpec", "SPPSpec",
-           "ConvGeometry", "conv_geometry", "conv_output", "pooled_size"]
+           "ConvGeometry", "conv_geometry", "conv_output", "pooled_size", "convolve",
+           "deconvolve", "pool"]
