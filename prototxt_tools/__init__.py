@@ -25,7 +25,7 @@ __all__ = [
     "Position", "PrototxtError", "Scalar", "Span", "TextEdit", "apply_edits", "bind",
     "format_document", "format_text", "from_message", "message_to_text", "parse",
     "read_caffemodel", "write_caffemodel", "read_binaryproto", "write_binaryproto",
-    "read_weights", "to_message",
+    "read_weights", "to_message", "Executor", "init_weights", "register_layer",
 ]
 
 # Everything else loads on first use, so that `prototxt check` starts fast, the schema names
@@ -43,6 +43,7 @@ _LAZY = {
     "read_caffemodel": "schema.caffemodel", "write_caffemodel": "schema.caffemodel",
     "read_binaryproto": "schema.caffemodel", "write_binaryproto": "schema.caffemodel",
     "read_weights": "schema.caffemodel",
+    "Executor": "run.executor", "init_weights": "run.fillers", "register_layer": "run.plugins",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on demand
@@ -54,6 +55,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from .syntax.format import format_document, format_text
     from .syntax.parser import parse
     from .syntax.tree import Document, Field, ListValue, Message, Position, Scalar, Span
+    from .run.executor import Executor
+    from .run.fillers import init_weights
+    from .run.plugins import register_layer
 
 
 def __getattr__(name: str) -> Any:

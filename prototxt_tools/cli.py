@@ -12,7 +12,7 @@ import difflib
 import json
 import os
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from ._version import __version__
 from .errors import ERROR, WARNING, Diagnostic, PrototxtError
@@ -343,6 +343,126 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- run / init-weights ------------------------------------------------------------------------
+
+def _phase(name: Optional[str]) -> int:
+    from .layers.base import TEST, TRAIN
+
+    return TRAIN if name == "TRAIN" else TEST
+
+
+def _load_plugins(args: argparse.Namespace) -> None:
+    from .run.plugins import load_plugin
+
+    for path in args.plugin or ():
+        load_plugin(path)
+
+
+def _input_arrays(executor: Any, specs: Sequence[str], seed: int) -> tuple:
+    """{name: array} from --input NAME=FILE.npy|random|zeros|randint:K; unnamed inputs get
+    random values (labels: zeros). Returns (arrays, [descriptions])."""
+    import numpy as np
+
+    declared = executor.input_shapes()
+    given: dict = {}
+    for text in specs:
+        name, sep, source = text.partition("=")
+        if not sep or not name or not source:
+            raise PrototxtError(f"--input expects NAME=FILE.npy, NAME=random, NAME=zeros or "
+                                f"NAME=randint:K, got {text!r}")
+        if name not in declared:
+            known = ", ".join(declared) or "none"
+            raise PrototxtError(f"--input {name}: the net has no input '{name}' (inputs: {known})")
+        given[name] = source
+    rng = np.random.default_rng(seed)
+    arrays, notes = {}, []
+    labels = set(_label_inputs(executor))
+    for name, shape in declared.items():
+        source = given.get(name) or ("zeros" if name in labels else "random")
+        if source.endswith(".npy"):
+            try:
+                arrays[name] = np.load(source, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise PrototxtError(f"cannot read the array: {exc}", source) from None
+            notes.append(f"{name} = {source} {arrays[name].shape}")
+            continue
+        if shape is None or any(d is None for d in shape):
+            raise PrototxtError(f"input '{name}' has an unknown shape {shape}; give it with "
+                                f"--input-shape {name}=N,C,H,W or pass --input {name}=FILE.npy")
+        if source == "random":
+            arrays[name] = rng.standard_normal(shape).astype(np.float32)
+        elif source == "zeros":
+            arrays[name] = np.zeros(shape, np.float32)
+        elif source.startswith("randint:") and source[8:].isdigit():
+            arrays[name] = rng.integers(0, int(source[8:]), shape).astype(np.float32)
+        else:
+            raise PrototxtError(f"--input {name}={source}: expected a .npy file, random, zeros "
+                                f"or randint:K")
+        if name not in given:
+            notes.append(f"{name} = {source} {tuple(shape)} (no --input given)")
+    return arrays, notes
+
+
+def _label_inputs(executor: Any) -> list:
+    """Tops after the first of data layers (labels, by Caffe's convention)."""
+    names = []
+    for layer in executor.view.layers:
+        if layer.spec is not None and layer.spec.is_data and layer.type != "Input":
+            names.extend(layer.tops[1:])
+    return names
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .fileio import atomic_write_stream
+    from .run.executor import Executor
+
+    _load_plugins(args)
+    shapes = dict(parse_input_shape(text) for text in args.input_shape or ())
+    weights = args.weights
+    executor = Executor(args.net, weights, phase=_phase(args.phase), seed=args.seed,
+                        dtype=np.float64 if args.double else np.float32, input_shapes=shapes,
+                        init_missing=args.init_missing)
+    if weights is None:
+        print(f"weights: random (init-weights, seed {args.seed})", file=sys.stderr)
+    arrays, notes = _input_arrays(executor, args.input or (), args.seed)
+    for note in notes:
+        print(f"input: {note}", file=sys.stderr)
+    outputs = executor.forward(arrays, keep="all" if args.blobs == "all" else ())
+    width = max([len(name) for name in outputs] + [4])
+    print(f"{'blob':<{width}}  {'shape':<18} {'min':>11} {'max':>11} {'mean':>11} {'std':>11}")
+    for name, array in outputs.items():
+        shape = "x".join(str(d) for d in array.shape) or "scalar"
+        if array.size:
+            stats = [float(array.min()), float(array.max()), float(array.mean()),
+                     float(array.std())]
+            numbers = " ".join(f"{value:11.5g}" for value in stats)
+        else:
+            numbers = f"{'(empty)':>11}"
+        print(f"{name:<{width}}  {shape:<18} {numbers}")
+    if args.output:
+        atomic_write_stream(args.output, lambda handle: np.savez(handle, **outputs))
+        print(f"wrote {args.output} ({_plural(len(outputs), 'array')})", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_init_weights(args: argparse.Namespace) -> int:
+    from .run.executor import load_net
+    from .run.fillers import init_weights
+    from .schema.caffemodel import write_weights
+
+    _load_plugins(args)
+    shapes = dict(parse_input_shape(text) for text in args.input_shape or ())
+    net = load_net(args.net, shapes)
+    layers = init_weights(net, args.seed)
+    write_weights(layers, args.output)
+    total = sum(array.size for _, _, arrays in layers for array in arrays)
+    print(f"wrote {args.output}: {_plural(len(layers), 'layer')} with blobs, {total:,} values "
+          f"(seed {args.seed})", file=sys.stderr)
+    return EXIT_OK
+
+
 # -- weights -----------------------------------------------------------------------------------
 
 def cmd_weights(args: argparse.Namespace) -> int:
@@ -516,6 +636,61 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("-o", "--output", metavar="OUT", help="write the result here (atomically)")
     target.add_argument("--in-place", action="store_true", help="rewrite FILE (atomically)")
     upgrade.set_defaults(handler=cmd_upgrade)
+
+    run = commands.add_parser(
+        "run", formatter_class=_Formatter,
+        help="run a net forward in NumPy with Caffe's semantics",
+        description="Run a forward pass with Caffe's exact semantics (the phase's layers, "
+                    "weights matched by layer name) and print each output blob's shape and "
+                    "statistics. Inputs: --input NAME=FILE.npy, NAME=random, NAME=zeros or "
+                    "NAME=randint:K; inputs not given are random (labels zeros). Without "
+                    "--weights the net runs with init-weights values from --seed.\n\n"
+                    "exit status: 0 done, 2 a file could not be read or the net cannot run",
+        epilog="examples:\n"
+               "  prototxt run deploy.prototxt --weights model.caffemodel "
+               "--input data=image.npy -o out.npz\n"
+               "  prototxt run train_val.prototxt --phase TRAIN --input-shape data=8,3,32,32 "
+               "--input label=randint:10\n"
+               "  prototxt run deploy.prototxt --blobs all -o blobs.npz",
+    )
+    run.add_argument("net", metavar="NET")
+    run.add_argument("--weights", metavar="W.caffemodel")
+    run.add_argument("--input", action="append", metavar="NAME=SOURCE")
+    run.add_argument("--input-shape", action="append", metavar="NAME=N,C,H,W",
+                     help="shape of an input the net does not state (repeatable)")
+    run.add_argument("--phase", choices=["TEST", "TRAIN"], default="TEST")
+    run.add_argument("--seed", type=int, default=0, help="for random inputs, weights, Dropout")
+    run.add_argument("--blobs", choices=["outputs", "all"], default="outputs",
+                     help="print and save the net's outputs (default) or every blob")
+    run.add_argument("--double", action="store_true", help="compute in float64")
+    run.add_argument("--init-missing", action="store_true",
+                     help="give layers the weights lack init-weights values (Caffe keeps its "
+                          "fillers silently)")
+    run.add_argument("--plugin", action="append", metavar="FILE.py",
+                     help="a Python file registering forward passes for fork layers")
+    run.add_argument("-o", "--output", metavar="OUT.npz", help="save the arrays (atomically)")
+    run.set_defaults(handler=cmd_run)
+
+    init = commands.add_parser(
+        "init-weights", formatter_class=_Formatter,
+        help="write deterministic random weights for a net",
+        description="Write a .caffemodel with a blob of the right shape for every layer that "
+                    "has learnable blobs: the layer's fillers when given, else random values "
+                    "(He-style weights, small biases, scales near 1); BatchNorm statistics "
+                    "random with a positive variance and scale factor 1. The same --seed "
+                    "always gives the same weights; each layer's values depend only on the "
+                    "seed and its name.",
+        epilog="examples:\n"
+               "  prototxt init-weights deploy.prototxt -o random.caffemodel --seed 1\n"
+               "  prototxt init-weights train_val.prototxt --input-shape data=1,3,224,224 "
+               "-o w.caffemodel",
+    )
+    init.add_argument("net", metavar="NET")
+    init.add_argument("-o", "--output", required=True, metavar="W.caffemodel")
+    init.add_argument("--seed", type=int, default=0)
+    init.add_argument("--input-shape", action="append", metavar="NAME=N,C,H,W")
+    init.add_argument("--plugin", action="append", metavar="FILE.py")
+    init.set_defaults(handler=cmd_init_weights)
 
     weights = commands.add_parser(
         "weights", formatter_class=_Formatter,
