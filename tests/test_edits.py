@@ -69,6 +69,18 @@ def test_delete_between_layers_leaves_one_blank_line():
         "a: 1\n\nlayer {\n  name: \"y\"\n}\n"
 
 
+def test_deleting_neighbours_merges_and_leaves_no_blank_line_at_the_end():
+    text = "a: 1\n\nlayer {\n  name: \"x\"\n}\n\nlayer {\n  name: \"y\"\n}\n"
+    document = parse(text)
+    # both deletions claim the blank line between the layers: they merge
+    assert apply_edits(text, [delete(document.fields[1]), delete(document.fields[2])]) == \
+        "a: 1\n"
+    assert apply_edits(text, [delete(document.fields[2])]) == \
+        "a: 1\n\nlayer {\n  name: \"x\"\n}\n"
+    with pytest.raises(ValueError):  # a deletion overlapping a replacement is still an error
+        apply_edits("abcdef", [TextEdit(0, 3, ""), TextEdit(2, 4, "y")])
+
+
 def test_delete_inline_fields():
     text = "shape { dim: 1 dim: 3 dim: 224 }\n"
     document = parse(text)

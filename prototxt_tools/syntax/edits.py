@@ -32,8 +32,20 @@ class TextEdit:
 
 
 def apply_edits(text: str, edits: Iterable[TextEdit]) -> str:
-    """Apply non-overlapping edits to ``text`` (insertions at one offset keep their order)."""
-    ordered = sorted(edits, key=lambda edit: (edit.start, edit.end))
+    """Apply non-overlapping edits to ``text`` (insertions at one offset keep their order).
+
+    Deletions may overlap each other (two neighbouring fields deleted with their blank lines
+    both claim the line between them): they merge into one.
+    """
+    ordered = _merge_deletions(sorted(edits, key=lambda edit: (edit.start, edit.end)))
+    if ordered and not ordered[-1].replacement and ordered[-1].end == len(text):
+        # A deletion that ends the file takes the blank lines before it along.
+        start = ordered[-1].start
+        kept = text[:start].rstrip(" \t\r\n")
+        newline_at = text.find("\n", len(kept))
+        previous_end = ordered[-2].end if len(ordered) > 1 else 0
+        if 0 <= newline_at < start and newline_at + 1 >= previous_end:
+            ordered[-1] = TextEdit(newline_at + 1, len(text), "")
     out: list[str] = []
     position = 0
     for edit in ordered:
@@ -44,6 +56,18 @@ def apply_edits(text: str, edits: Iterable[TextEdit]) -> str:
         position = edit.end
     out.append(text[position:])
     return "".join(out)
+
+
+def _merge_deletions(ordered: list) -> list:
+    merged: list = []
+    for edit in ordered:
+        last = merged[-1] if merged else None
+        if (last is not None and not edit.replacement and not last.replacement
+                and edit.start < last.end):
+            merged[-1] = TextEdit(last.start, max(last.end, edit.end), "")
+        else:
+            merged.append(edit)
+    return merged
 
 
 def apply_to_document(document: Document, edits: Iterable[TextEdit]) -> Document:
