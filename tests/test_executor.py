@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 
 from conftest import CORPUS, CORPUS_FILES, ROOT, SAMPLES
-from oracle import cv2_forward, max_errors
+from oracle import compare_with_opencv, inference_prototxt
 from prototxt_tools import PrototxtError, bind, parse
 from prototxt_tools.layers.base import TEST, TRAIN
 from prototxt_tools.net.model import Net
 from prototxt_tools.run import Executor, init_weights, register_layer
-from prototxt_tools.schema.binding import message_to_text
 from prototxt_tools.schema.caffemodel import read_weights, write_weights
 from test_cli import run
 
@@ -22,75 +21,14 @@ RESNET_TINY = SAMPLES / "resnet_tiny_deploy.prototxt"
 RESNET50 = SAMPLES / "resnet50_deploy.prototxt"
 
 
-def _inference_prototxt(net: Net, phase: int = TEST) -> str:
-    """The phase's net with data layers turned into Input layers and label-fed layers dropped
-    (what OpenCV can read), for comparing train_val samples."""
-    from prototxt_tools.schema import caffe_pb2
-
-    view = net.view(phase)
-    shapes = view.shapes
-    message = caffe_pb2.NetParameter(name=net.upgraded.name)
-    labels = set()
-    for layer in view.layers:
-        spec = layer.spec
-        if spec.is_data and layer.type != "Input":
-            tops = view.outputs[layer.index]
-            data = message.layer.add(name=layer.name, type="Input", top=[tops[0].name])
-            data.input_param.shape.add(dim=list(shapes.shapes[tops[0]]))
-            labels.update(ref.name for ref in tops[1:])
-            continue
-        if spec.is_loss or layer.type == "Accuracy" or labels & set(layer.bottoms):
-            continue
-        copy = message.layer.add()
-        copy.CopyFrom(layer.param)
-        del copy.include[:]
-        del copy.exclude[:]
-    return message_to_text(message)
-
-
-def _compare_with_opencv(prototxt_text: str, net: Net, seed: int = 0, rtol: float = 1e-4):
-    """Run ``net`` with init-weights values and random inputs, and OpenCV on the same text
-    and weights; every blob's final value must agree (not only the outputs, which a softmax
-    over random weights can saturate to one-hot vectors)."""
-    weights = {name: arrays for name, _, arrays in init_weights(net, seed)}
-    executor = Executor(net, weights)
-    rng = np.random.default_rng(seed)
-    inputs = {name: rng.standard_normal(shape).astype(np.float32)
-              for name, shape in executor.input_shapes().items()}
-    ours = executor.forward(inputs, keep="all")
-    if net.has_data_layers or any(layer.type == "MemoryData" for layer in net.layers):
-        prototxt_text = _inference_prototxt(net)  # OpenCV takes inputs from Input layers
-    view = executor.view
-    last_writer = {}
-    for layer in view.layers:
-        for ref in view.outputs.get(layer.index, []):
-            if ref.name:
-                last_writer[ref.name] = layer
-    # OpenCV names outputs by layer: ask each blob's last writer (data layers excluded).
-    compared = {name: layer.name for name, layer in last_writer.items()
-                if not layer.spec.is_data and name in ours}
-    fed = Net.from_document(parse(prototxt_text)).view(TEST)
-    accepted = {top for layer in fed.layers if layer.type == "Input" for top in layer.tops}
-    theirs = cv2_forward(prototxt_text, weights,
-                         {name: array for name, array in inputs.items() if name in accepted},
-                         sorted(set(compared.values())))
-    errors = {}
-    for name, layer_name in compared.items():
-        expected = theirs[layer_name].reshape(ours[name].shape)
-        absolute, relative = max_errors(ours[name], expected)
-        errors[name] = (absolute, relative)
-        assert relative <= rtol, (name, absolute, relative)
-    return errors
-
-
 def test_resnet_tiny_deploy_matches_opencv():
     net = Net.from_document(parse(RESNET_TINY.read_text(), str(RESNET_TINY)))
-    _compare_with_opencv(RESNET_TINY.read_text(), net)
+    compare_with_opencv(RESNET_TINY.read_text(), net)
 
 
 def test_resnet50_matches_opencv():
     net = Net.from_document(parse(RESNET50.read_text(), str(RESNET50)))
-    _compare_with_opencv(RESNET50.read_text(), net)
+    compare_with_opencv(RESNET50.read_text(), net)
 
 
 @pytest.mark.parametrize("name,shapes", [
@@ -101,9 +39,9 @@ def test_resnet50_matches_opencv():
 def test_train_val_samples_match_opencv_in_test(name, shapes):
     path = SAMPLES / name
     net = Net.from_document(parse(path.read_text(), str(path)), input_shapes=shapes)
-    text = _inference_prototxt(net)
+    text = inference_prototxt(net)
     inference = Net.from_document(parse(text))
-    _compare_with_opencv(text, inference)
+    compare_with_opencv(text, inference)
 
 
 def _bvlc_deploys() -> list:
@@ -141,7 +79,7 @@ def test_corpus_deploy_nets_match_opencv(path):
         pytest.skip(_OPENCV_SKIP[path.name])
     text = path.read_bytes().decode("utf-8", "surrogateescape")
     net = Net.from_document(parse(text, str(path)))
-    _compare_with_opencv(text, net)
+    compare_with_opencv(text, net)
 
 
 # -- memory ------------------------------------------------------------------------------------
