@@ -25,7 +25,7 @@ __all__ = [
     "Position", "PrototxtError", "Scalar", "Span", "TextEdit", "apply_edits", "bind",
     "format_document", "format_text", "from_message", "message_to_text", "parse",
     "read_caffemodel", "write_caffemodel", "read_binaryproto", "write_binaryproto",
-    "read_weights", "to_message", "Executor", "init_weights", "register_layer",
+    "read_weights", "write_weights", "to_message", "Executor", "init_weights", "register_layer",
 ]
 
 # Everything else loads on first use, so that `prototxt check` starts fast, the schema names
@@ -42,7 +42,7 @@ _LAZY = {
     "message_to_text": "schema.binding", "to_message": "schema.binding",
     "read_caffemodel": "schema.caffemodel", "write_caffemodel": "schema.caffemodel",
     "read_binaryproto": "schema.caffemodel", "write_binaryproto": "schema.caffemodel",
-    "read_weights": "schema.caffemodel",
+    "read_weights": "schema.caffemodel", "write_weights": "schema.caffemodel",
     "Executor": "run.executor", "init_weights": "run.fillers", "register_layer": "run.plugins",
 }
 
@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from .schema.binding import BindResult, bind, from_message, message_to_text, to_message
     from .schema.caffemodel import (
         read_binaryproto, read_caffemodel, read_weights, write_binaryproto, write_caffemodel,
+        write_weights,
     )
     from .syntax.edits import TextEdit, apply_edits
     from .syntax.format import format_document, format_text

@@ -97,8 +97,8 @@ def _check_binary(data: bytes, display: str, kind: str) -> list[Diagnostic]:
     return []
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
+def _plural(count: int, word: str, plural: Optional[str] = None) -> str:
+    return f"{count} {word if count == 1 else (plural or word + 's')}"
 
 
 # -- fmt ---------------------------------------------------------------------------------------
@@ -463,6 +463,177 @@ def cmd_init_weights(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- rewrites ----------------------------------------------------------------------------------
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _refuse_overwrite(source: str, *outputs: Optional[str]) -> None:
+    """Rewrites never replace their input: a mistake there loses the user's file."""
+    for output in outputs:
+        if output and source != "-" and _same_file(source, output):
+            raise PrototxtError(f"refusing to overwrite the input {source}; write the result "
+                                f"to another file")
+
+
+def _emit_text(text: str, output: Optional[str]) -> None:
+    from .fileio import atomic_write, encode_text
+
+    if output:
+        atomic_write(output, text)
+    else:
+        sys.stdout.buffer.write(encode_text(text))
+
+
+def _shapes_text(shapes: dict) -> str:
+    return ", ".join(f"{name}: {'x'.join(str(d) for d in shape)}" for name, shape in shapes.items())
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from .rewrite.deploy import deploy
+
+    _refuse_overwrite(args.file, args.output)
+    shapes = dict(parse_input_shape(text) for text in args.input_shape or ())
+    result = deploy(_reader(args.file), input_shapes=shapes, keep_dropout=args.keep_dropout,
+                    softmax=not args.no_softmax, prob_top=args.prob_top,
+                    stages=args.stage or (), level=args.level, path=_display(args.file))
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    _emit_text(result.text, args.output)
+    where = f"wrote {args.output}" if args.output else _display(args.file)
+    inputs = f"; inputs {_shapes_text(result.inputs)}" if result.inputs else ""
+    state = "deploy net" if result.changed else "unchanged"
+    print(f"{where}: {state}{inputs}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_freeze_bn(args: argparse.Namespace) -> int:
+    from .rewrite.freeze_bn import freeze_bn
+
+    _refuse_overwrite(args.file, args.output)
+    result = freeze_bn(_reader(args.file), freeze_scale=args.freeze_scale,
+                       stages=args.stage or (), level=args.level, path=_display(args.file))
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    _emit_text(result.text, args.output)
+    summary = f"froze {_plural(len(result.frozen), 'BatchNorm layer')}"
+    if args.freeze_scale:
+        summary += f" and {_plural(len(result.scales), 'Scale layer')}"
+    where = f"wrote {args.output}: " if args.output else ""
+    print(where + summary, file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_fold_bn(args: argparse.Namespace) -> int:
+    from .fileio import atomic_write
+    from .rewrite.fold_bn import fold_bn
+    from .schema.caffemodel import write_weights
+
+    _refuse_overwrite(args.file, args.output, args.weights_out)
+    _refuse_overwrite(args.weights, args.output, args.weights_out)
+    if _same_file(args.output, args.weights_out):
+        raise PrototxtError("-o and --weights-out name the same file")
+    shapes = dict(parse_input_shape(text) for text in args.input_shape or ())
+    result = fold_bn(_reader(args.file), args.weights, phase=args.phase,
+                     tolerance=args.tolerance, seed=args.seed, check=not args.no_check,
+                     input_shapes=shapes, stages=args.stage or (), level=args.level,
+                     path=_display(args.file), timing_runs=0 if args.no_check else 3)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    write_weights(result.weights, args.weights_out)
+    try:
+        atomic_write(args.output, result.text)
+    except BaseException:
+        os.unlink(args.weights_out)  # both outputs or neither
+        raise
+    into, replaced = len(result.into_producers), len(result.replaced)
+    print(f"folded {_plural(len(result.folded), 'BatchNorm layer')}: {into} into the layer "
+          f"before, {replaced} replaced by one Scale")
+    if result.max_rel is not None:
+        print(f"folded vs original on random inputs ({len(result.compared)} blobs compared): "
+              f"max abs difference {result.max_abs:.3g}, max relative {result.max_rel:.3g} "
+              f"(tolerance {args.tolerance:g})")
+    if result.forward_seconds:
+        before, after = result.forward_seconds
+        print(f"executor forward time: original {before * 1000:.1f} ms, folded "
+              f"{after * 1000:.1f} ms ({after / before:.2f}x)")
+    print(f"wrote {args.output} and {args.weights_out}", file=sys.stderr)
+    return EXIT_OK
+
+
+class _Progress:
+    """A one-line progress bar on standard error, drawn only when it is a terminal and the
+    run is long enough to need one."""
+
+    def __init__(self, label: str, stream: Any = None, min_seconds: float = 0.5):
+        import time
+
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.start = time.monotonic()
+        self.min_seconds = min_seconds
+        self.drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        import time
+
+        elapsed = time.monotonic() - self.start
+        if not self.enabled or (elapsed < self.min_seconds and done < total):
+            return
+        width = 30
+        filled = int(width * done / max(total, 1))
+        rate = done / elapsed if elapsed > 0 else 0.0
+        left = (total - done) / rate if rate > 0 else 0.0
+        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                          f"{done}/{total} {elapsed:5.1f}s, ~{left:4.0f}s left ")
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def cmd_bn_stats(args: argparse.Namespace) -> int:
+    import math
+
+    from .rewrite.bn_stats import bn_stats
+    from .schema.caffemodel import write_weights
+
+    _refuse_overwrite(args.weights, args.output)
+    _refuse_overwrite(args.file, args.output)
+    shapes = dict(parse_input_shape(text) for text in args.input_shape or ())
+    progress = _Progress("bn-stats")
+    try:
+        result = bn_stats(args.file, args.weights, args.data, iterations=args.iterations,
+                          mode=args.mode, decay=args.decay, batch_size=args.batch_size,
+                          seed=args.seed, input_shapes=shapes, stages=args.stage or (),
+                          level=args.level, progress=progress)
+    finally:
+        progress.close()
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    write_weights(result.weights, args.output)
+    print(f"{args.mode} statistics of {_plural(len(result.layers), 'BatchNorm layer')} from "
+          f"{_plural(result.batches, 'batch', 'batches')} ({result.images} images) of "
+          f"{result.source}")
+    if args.verbose:
+        width = max(len(name) for name in result.layers)
+        print(f"{'layer':<{width}}  {'max |d mean|':>12}  {'max rel d var':>13}")
+        for name in result.layers:
+            mean_change, var_change = result.changes[name]
+            cells = ["-" if math.isnan(v) else f"{v:.4g}" for v in (mean_change, var_change)]
+            print(f"{name:<{width}}  {cells[0]:>12}  {cells[1]:>13}")
+    print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
 # -- weights -----------------------------------------------------------------------------------
 
 def cmd_weights(args: argparse.Namespace) -> int:
@@ -691,6 +862,147 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--input-shape", action="append", metavar="NAME=N,C,H,W")
     init.add_argument("--plugin", action="append", metavar="FILE.py")
     init.set_defaults(handler=cmd_init_weights)
+
+    deploy = commands.add_parser(
+        "deploy", formatter_class=_Formatter,
+        help="derive the deploy net from a train_val net",
+        description="Write the inference net of a train_val: the TEST-phase layers (Caffe's "
+                    "include/exclude filtering), data layers replaced by one Input layer per "
+                    "top still used (batch 1; the shape from crop_size, new_height/new_width, "
+                    "the mean values, or --input-shape), losses and Accuracy and Silence "
+                    "removed with the branches only they used (labels, auxiliary heads), the "
+                    "main SoftmaxWithLoss turned into a Softmax 'prob', Dropout removed, "
+                    "BatchNorm's use_global_stats: false removed, learning-rate specs and "
+                    "fillers stripped. Layer names stay, so the trained weights load. Comments "
+                    "of what survives are kept; a deploy net comes back unchanged. Prints to "
+                    "standard output unless -o is given.\n\n"
+                    "exit status: 0 written, 2 the net cannot be read or an input shape cannot "
+                    "be known",
+        epilog="examples:\n"
+               "  prototxt deploy train_val.prototxt -o deploy.prototxt\n"
+               "  prototxt deploy lenet_train_test.prototxt --input-shape data=1,1,28,28 "
+               "-o lenet.prototxt\n"
+               "  prototxt deploy fcn_train.prototxt --no-softmax --input-shape "
+               "data=1,3,500,500",
+    )
+    deploy.add_argument("file", metavar="TRAIN_VAL")
+    deploy.add_argument("-o", "--output", metavar="DEPLOY",
+                        help="write the deploy net here (atomically)")
+    deploy.add_argument("--input-shape", action="append", metavar="NAME=N,C,H,W",
+                        help="shape of a data top (repeatable); default: from the data layer")
+    deploy.add_argument("--keep-dropout", action="store_true",
+                        help="keep Dropout layers (identity at TEST anyway)")
+    deploy.add_argument("--no-softmax", action="store_true",
+                        help="remove SoftmaxWithLoss instead of turning it into Softmax")
+    deploy.add_argument("--prob-top", default="prob", metavar="NAME",
+                        help="name of the Softmax layer and its top (default: prob)")
+    deploy.add_argument("--stage", action="append", metavar="NAME",
+                        help="a stage of the TEST net state (repeatable)")
+    deploy.add_argument("--level", type=int, help="the TEST net state's level")
+    deploy.set_defaults(handler=cmd_deploy)
+
+    freeze = commands.add_parser(
+        "freeze-bn", formatter_class=_Formatter,
+        help="make BatchNorm use its stored statistics in TRAIN (fine-tuning, tiny batches)",
+        description="For fine-tuning with batch size 1 or a few values per channel, where batch "
+                    "statistics are noise: set use_global_stats: true on every BatchNorm that "
+                    "runs in TRAIN, and with --freeze-scale lr_mult: 0 on the Scale layers "
+                    "right after them. Nothing else changes. Prints to standard output unless "
+                    "-o is given.",
+        epilog="examples:\n"
+               "  prototxt freeze-bn train_val.prototxt -o finetune.prototxt\n"
+               "  prototxt freeze-bn --freeze-scale train_val.prototxt -o finetune.prototxt",
+    )
+    freeze.add_argument("file", metavar="TRAIN_VAL")
+    freeze.add_argument("-o", "--output", metavar="OUT", help="write the net here (atomically)")
+    freeze.add_argument("--freeze-scale", action="store_true",
+                        help="also stop the Scale layers after BatchNorm from learning")
+    freeze.add_argument("--stage", action="append", metavar="NAME",
+                        help="a stage of the TRAIN net state (repeatable)")
+    freeze.add_argument("--level", type=int, help="the TRAIN net state's level")
+    freeze.set_defaults(handler=cmd_freeze_bn)
+
+    fold = commands.add_parser(
+        "fold-bn", formatter_class=_Formatter,
+        help="fold BatchNorm (+ Scale) into the layer before it, weights included",
+        description="Fold every BatchNorm, with the Scale (and Bias) right after it, into the "
+                    "Convolution, Deconvolution or InnerProduct that feeds it when nothing "
+                    "else reads that layer's output (groups, in-place chains and layers "
+                    "without a bias handled); where no such layer can absorb it (after a ReLU, "
+                    "a Concat, an Eltwise, an input) BatchNorm and Scale become one Scale "
+                    "layer with a bias. Writes the new net (comments kept, layer names kept) "
+                    "and the new weights, then runs both nets on random inputs: the largest "
+                    "difference over every blob they share is printed, and over --tolerance "
+                    "(relative to the blob's largest value) it is an error and nothing is "
+                    "written. The executor's forward time of both nets is printed too.\n\n"
+                    "exit status: 0 written, 2 unreadable input, missing weights, or a "
+                    "difference over the tolerance",
+        epilog="examples:\n"
+               "  prototxt fold-bn deploy.prototxt --weights model.caffemodel "
+               "-o folded.prototxt --weights-out folded.caffemodel\n"
+               "  prototxt fold-bn train_val.prototxt --weights w.caffemodel --input-shape "
+               "data=1,3,224,224 -o f.prototxt --weights-out f.caffemodel",
+    )
+    fold.add_argument("file", metavar="NET")
+    fold.add_argument("--weights", required=True, metavar="W.caffemodel")
+    fold.add_argument("-o", "--output", required=True, metavar="NET2")
+    fold.add_argument("--weights-out", required=True, metavar="W2.caffemodel")
+    fold.add_argument("--tolerance", type=float, default=1e-4,
+                      help="largest relative difference accepted (default: 1e-4)")
+    fold.add_argument("--phase", choices=["TEST", "TRAIN"], default="TEST",
+                      help="the net state whose BatchNorm layers are folded (default: TEST)")
+    fold.add_argument("--stage", action="append", metavar="NAME")
+    fold.add_argument("--level", type=int)
+    fold.add_argument("--input-shape", action="append", metavar="NAME=N,C,H,W",
+                      help="shape of a data top, for the check (repeatable)")
+    fold.add_argument("--seed", type=int, default=0, help="for the check's random inputs")
+    fold.add_argument("--no-check", action="store_true",
+                      help="skip running both nets (e.g. nets with Python layers)")
+    fold.set_defaults(handler=cmd_fold_bn)
+
+    stats = commands.add_parser(
+        "bn-stats", formatter_class=_Formatter,
+        help="recompute BatchNorm statistics over data into new weights",
+        description="Run the TRAIN-phase net forward over data with every weight frozen and "
+                    "write new BatchNorm statistics into a copy of the weights (all other "
+                    "blobs unchanged). --mode exact (default): the average of the batch means "
+                    "and bias-corrected batch variances over all batches, scale factor 1. "
+                    "--mode moving: Caffe's moving averages from a fresh start, with the "
+                    "layer's moving_average_fraction or --decay. The data: the source the "
+                    "net's TRAIN Data (LMDB) or ImageData layer names, or --data: an LMDB, a "
+                    ".npy/.npz array (N,C,H,W) or an image list file; the layer's "
+                    "transform_param applies (scale, mean, random crop and mirror from "
+                    "--seed) as in Caffe. Memory: one batch's activations.\n\n"
+                    "exit status: 0 written, 2 unreadable input or data",
+        epilog="examples:\n"
+               "  prototxt bn-stats train_val.prototxt --weights trained.caffemodel "
+               "-o fixed.caffemodel\n"
+               "  prototxt bn-stats train_val.prototxt --weights w.caffemodel --data "
+               "images.npy --iterations 200 -o w2.caffemodel\n"
+               "  prototxt bn-stats train_val.prototxt --weights w.caffemodel --mode moving "
+               "--decay 0.99 -o w2.caffemodel",
+    )
+    stats.add_argument("file", metavar="TRAIN_VAL")
+    stats.add_argument("--weights", required=True, metavar="W.caffemodel")
+    stats.add_argument("--data", metavar="SOURCE",
+                       help="LMDB, .npy/.npz or image list (default: the data layer's source)")
+    stats.add_argument("-o", "--output", required=True, metavar="W2.caffemodel")
+    stats.add_argument("--iterations", type=int, metavar="N",
+                       help="batches to run (default: one pass over the data)")
+    stats.add_argument("--mode", choices=["exact", "moving"], default="exact")
+    stats.add_argument("--decay", type=float, metavar="D",
+                       help="moving-average fraction for --mode moving (default: the layer's)")
+    stats.add_argument("--batch-size", type=int, metavar="N",
+                       help="override the data layer's batch size")
+    stats.add_argument("--seed", type=int, default=0,
+                       help="for random crops, mirroring, shuffling and Dropout")
+    stats.add_argument("--input-shape", action="append", metavar="NAME=N,C,H,W")
+    stats.add_argument("--stage", action="append", metavar="NAME",
+                       help="a stage of the TRAIN net state (repeatable)")
+    stats.add_argument("--level", type=int, help="the TRAIN net state's level")
+    stats.add_argument("-v", "--verbose", action="store_true",
+                       help="print each layer's change against the old statistics")
+    stats.set_defaults(handler=cmd_bn_stats)
 
     weights = commands.add_parser(
         "weights", formatter_class=_Formatter,
