@@ -240,3 +240,44 @@ def test_command(setup):
     code, _, stderr = run(["bn-stats", str(net), "--weights", str(model), "-o", str(out),
                            "--data", str(folder / "absent.npy")])
     assert code == 2 and stderr.count("\n") == 1 and "absent.npy" in stderr
+
+
+def test_progress_is_reported_per_batch_and_memory_stays_at_one_batch(setup):
+    import tracemalloc
+
+    folder, net, model, weights, data = setup
+    calls = []
+    bn_stats(str(net), str(model), iterations=3, progress=lambda done, total:
+             calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+
+    def peak(iterations):
+        tracemalloc.start()
+        bn_stats(str(net), weights, iterations=iterations, batch_size=256)
+        result = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return result
+
+    peak(2)  # warm-up: imports and caches
+    small, large = peak(2), peak(30)
+    assert large < 1.3 * small, (small, large)  # 30 batches held would add ~2.6 MB
+
+
+def test_progress_bar_draws_only_on_a_terminal():
+    import io
+
+    from prototxt_tools.cli import _Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        bar = _Progress("bn-stats", stream, min_seconds=0)
+        for done in range(1, 5):
+            bar(done, 4)
+        bar.close()
+    assert pipe.getvalue() == ""
+    assert "\r" in terminal.getvalue() and "4/4" in terminal.getvalue()
+    assert terminal.getvalue().endswith("\n")

@@ -588,58 +588,118 @@ def test_samples_fold(path, tmp_path):
     assert result.folded
 
 
+@pytest.fixture
+def fork_layers():
+    """Forward passes for the two fork layer types of the corpus's YOLO nets, as their fork
+    defines them: Upsample (nearest neighbour, the nets' scale: 2) and Mish."""
+    from prototxt_tools.layers import base
+    from prototxt_tools.run import register_layer
+
+    def upsample(layer, bottoms, blobs, context):
+        return [bottoms[0].repeat(2, axis=2).repeat(2, axis=3)]
+
+    def upsample_shape(layer, bottoms, context):
+        n, c, h, w = bottoms[0]
+        return [(n, c, None if h is None else 2 * h, None if w is None else 2 * w)]
+
+    def mish(layer, bottoms, blobs, context):
+        x = bottoms[0]
+        return [(x * np.tanh(np.logaddexp(0, x))).astype(x.dtype)]
+
+    register_layer("Upsample", upsample, shape=upsample_shape)
+    register_layer("Mish", mish, shape=lambda layer, bottoms, context: [bottoms[0]])
+    yield
+    base._REGISTRY.pop("Upsample", None)
+    base._REGISTRY.pop("Mish", None)
+
+
 @pytest.mark.parametrize("path", _corpus_deploys())
-def test_corpus_deploy_nets_fold(path, tmp_path):
+def test_corpus_deploy_nets_fold(path, tmp_path, fork_layers):
     document = parse(path.read_bytes(), str(path))
-    unknown = sorted({x.type for x in Net.from_document(document).view(TEST).layers
-                      if x.spec is None})
+    net = Net.from_document(document)
+    view = net.view(TEST)
+    unknown = sorted({x.type for x in view.layers if x.spec is None})
     if unknown:
         pytest.skip(f"non-BVLC layer types, which no executor here runs: {', '.join(unknown)}")
+    unsized = [x.name for x in view.layers
+               if any(view.shapes.shapes.get(ref) is None for ref in view.outputs[x.index])]
+    if unsized:
+        # YOLOv3-tiny: BVLC rounds its 2x2/1 max pool to 12x12, darknet's fork pads it to 13,
+        # and the route Concat then mixes 24x24 and 26x26.
+        pytest.skip(f"BVLC Caffe cannot size this fork net (first: {unsized[0]})")
     if not [d.message for d in bind(document).diagnostics]:
         _fold_whole_net(path, tmp_path, None)
         return
-    # Fork fields (DenseNet's ceil_mode, Intel's quantization_param): our executor runs the
-    # net as BVLC Caffe reads it (fork fields ignored) for fold_bn's own check; OpenCV, which
-    # honours ceil_mode, then runs original and folded files both, where it can read them.
+    # Fork fields (DenseNet's ceil_mode, Intel's quantization_param, YOLO's upsample_param):
+    # our executor runs the net as BVLC Caffe reads it (fork fields ignored) for fold_bn's own
+    # check; OpenCV then runs the same reading of the original and of the folded net (the
+    # bound message written out: raw fork fields crash or change OpenCV).
     text = path.read_bytes().decode("utf-8", "surrogateescape")
-    net = Net.from_document(document)
     weights = random_weights(net, seed=11)
     result = fold_bn(text, weights)
     assert result.max_rel <= RTOL and result.folded
-    assert not [x.name for x in Net.from_document(parse(result.text)).view(TEST).layers
-                if x.type == "BatchNorm"]
-    _opencv_original_vs_folded(text, weights, result, tmp_path)
+    folded = Net.from_document(parse(result.text))
+    assert not [x.name for x in folded.view(TEST).layers if x.type == "BatchNorm"]
+    _opencv_original_vs_folded(inference_prototxt(net), inference_prototxt(folded), weights,
+                               result, tmp_path)
 
 
-def _opencv_original_vs_folded(text: str, weights: dict, result, tmp_path) -> None:
+def _upsample_as_deconvolution(text: str) -> tuple:
+    """OpenCV has no Upsample layer: the same nearest-neighbour x2 upsampling written as a
+    depthwise Deconvolution (kernel 2, stride 2) with all-ones weights. Returns the text and
+    the weights it needs."""
+    from prototxt_tools.schema.binding import message_to_text
+
+    net = Net.from_document(parse(text))
+    view = net.view(TEST)
+    message = type(net.upgraded)()
+    message.CopyFrom(net.upgraded)
+    extra = {}
+    for item in view.layers:
+        if item.type != "Upsample":
+            continue
+        channels = view.shapes.shapes[view.inputs[item.index][0]][1]
+        layer = message.layer[item.index]
+        layer.type = "Deconvolution"
+        layer.convolution_param.num_output = channels
+        layer.convolution_param.group = channels
+        layer.convolution_param.kernel_size.append(2)
+        layer.convolution_param.stride.append(2)
+        layer.convolution_param.bias_term = False
+        extra[item.name] = [np.ones((channels, 1, 2, 2), np.float32)]
+    return message_to_text(message), extra
+
+
+def _opencv_original_vs_folded(original: str, folded: str, weights: dict, result,
+                               tmp_path) -> None:
     cv2 = cv2_module()
     outputs = {}
     rng = np.random.default_rng(3)
     inputs = None
-    for label, net_text_, layers in (
-            ("original", text, [(name, "", arrays) for name, arrays in weights.items()]),
-            ("folded", result.text, result.weights)):
+    for label, text, layers in (
+            ("original", original, [(name, "", arrays) for name, arrays in weights.items()]),
+            ("folded", folded, result.weights)):
+        text, extra = _upsample_as_deconvolution(text)
+        layers = list(layers) + [(name, "Deconvolution", arrays) for name, arrays in extra.items()]
         prototxt = tmp_path / f"{label}.prototxt"
-        prototxt.write_text(net_text_)
+        prototxt.write_text(text)
         model = tmp_path / f"{label}.caffemodel"
         write_weights(layers, model)
-        try:
-            dnn = cv2.dnn.readNetFromCaffe(str(prototxt), str(model))
-        except cv2.error as exc:
-            assert label == "original", exc  # what OpenCV reads, it reads folded too
-            pytest.skip(f"OpenCV cannot read this fork net ({str(exc).splitlines()[-1][:80]})"
-                        f"; checked by the executor only")
+        dnn = cv2.dnn.readNetFromCaffe(str(prototxt), str(model))
         dnn.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-        shapes = Net.from_document(parse(net_text_)).view(TEST)
+        view = Net.from_document(parse(text)).view(TEST)
         if inputs is None:
-            inputs = {ref.name: rng.standard_normal(shapes.shapes.shapes[ref]).astype(np.float32)
-                      for item in shapes.layers if item.type == "Input"
-                      for ref in shapes.outputs[item.index]}
+            inputs = {ref.name: rng.standard_normal(view.shapes.shapes[ref]).astype(np.float32)
+                      for item in view.layers if item.type == "Input"
+                      for ref in view.outputs[item.index]}
         for name, array in inputs.items():
             dnn.setInput(array, name)
-        outputs[label] = dnn.forward()
-    absolute, relative = max_errors(outputs["folded"], outputs["original"])
-    assert relative <= RTOL, (absolute, relative)
+        names = list(dnn.getUnconnectedOutLayersNames())
+        outputs[label] = dict(zip(names, dnn.forward(names)))
+    assert outputs["original"].keys() == outputs["folded"].keys()
+    for name, expected in outputs["original"].items():
+        absolute, relative = max_errors(outputs["folded"][name], expected)
+        assert relative <= RTOL, (name, absolute, relative)
 
 
 # -- the command -------------------------------------------------------------------------------
