@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from conftest import CORPUS, CORPUS_FILES, SAMPLES
+from conftest import CORPUS, CORPUS_FILES, SAMPLES, corpus_params
 from netdiff import structural_diff
 from oracle import compare_with_opencv
 from prototxt_tools import PrototxtError, parse
@@ -475,3 +475,20 @@ def test_deploy_command_prints_to_stdout_without_output():
                                (HEAD + ip("fc", "data") + loss("loss", "fc")).encode())
     assert code == 0, stderr
     assert layers_of(stdout)[-1][1] == "Softmax"
+
+
+@pytest.mark.parametrize("path", [p for p in corpus_params()
+                                  if p.values[0] is None or "solver" not in p.values[0].name])
+def test_every_corpus_net_deploys_cleanly_or_says_why(path):
+    """Each corpus net either gives a deploy net that lints without errors (and is a fixed
+    point), or a one-line located PrototxtError (a shape only --input-shape can give, a V0
+    net Caffe cannot upgrade, ...); never another exception."""
+    try:
+        result = deploy(path.read_bytes(), path=path.name)
+    except PrototxtError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(path.name)
+        return
+    if not result.changed:
+        return  # already a deploy net, left as it is (its own findings are the linter's)
+    assert lint_text(result.text, "deploy.prototxt").failing("error") == []
+    assert deploy(result.text, path="deploy.prototxt").changed is False
