@@ -251,6 +251,23 @@ def test_shape_read_from_the_lmdb_when_it_is_there(tmp_path):
     assert any("first record" in note for note in result.notes)
 
 
+def test_channels_read_from_the_mean_file(tmp_path):
+    import numpy as np
+
+    from prototxt_tools.schema.caffemodel import write_binaryproto
+
+    write_binaryproto(np.zeros((1, 3, 40, 50), np.float32), tmp_path / "mean.binaryproto")
+    net = tmp_path / "net.prototxt"
+    layer_text = ('name: "t"\nlayer {{ name: "d" type: "Data" top: "data" top: "label"\n'
+                  '  transform_param {{ mean_file: "mean.binaryproto" {crop} }}\n'
+                  '  data_param {{ source: "absent_lmdb" batch_size: 8 backend: LMDB }} }}\n')
+    for crop, shape in (("crop_size: 32", [1, 3, 32, 32]), ("", [1, 3, 40, 50])):
+        net.write_text(layer_text.format(crop=crop) + ip("fc", "data") + loss("loss", "fc"))
+        result = deploy(net.read_text(), path=str(net))
+        assert input_shapes(result.text) == {"data": shape}
+        assert any("mean_file" in note for note in result.notes)
+
+
 def test_train_only_data_layer_gives_the_inputs():
     text = ('name: "t"\n' + layer("data", "DummyData", [], ["data", "label"],
                                   "dummy_data_param { shape { dim: 8 dim: 3 } "

@@ -5,7 +5,9 @@ What changes, as text edits on the original file (everything else, comments incl
 - layers Caffe drops in TEST (include/exclude) are deleted, and include/exclude rules removed;
 - data layers (Data, ImageData, HDF5Data, WindowData, MemoryData, DummyData, a Python data
   layer...) become one ``Input`` layer per top still used, batch 1, the shape from the data
-  layer (crop_size or new_height/new_width, channels from the mean values) or ``input_shapes``;
+  layer (crop_size or new_height/new_width, channels from the mean values; when its files
+  are at hand, the first record of its LMDB or image list, or its mean_file) or
+  ``input_shapes``;
 - loss layers go; the main SoftmaxWithLoss (largest loss weight) becomes a Softmax with top
   ``prob``; Accuracy and Silence go, and so does any branch that only fed removed layers
   (auxiliary classifiers, label processing);
@@ -330,8 +332,10 @@ class _Deploy:
         path = self.document.path if self.document is not None else None
         root = os.path.dirname(path) if path and os.path.exists(path) else None
         try:
-            from ..data import Transformer, source_for_layer
-
+            from ..data import Transformer, load_mean, source_for_layer
+        except ImportError:
+            return None
+        try:
             transformer = Transformer.from_layer(layer, TEST, root=root)
             source = source_for_layer(layer, root=root)
             try:
@@ -340,10 +344,21 @@ class _Deploy:
                 source.close()
             channels, height, width = transformer.output_shape(image.shape)
         except (PrototxtError, ImportError, OSError, StopIteration):
+            pass
+        else:
+            self.notes.append(f"input shape of '{layer.tops[0]}' read from the first record "
+                              f"of {layer.name}'s source")
+            return (1, channels, height, width)
+        transform = layer.param.transform_param
+        if not transform.mean_file:
             return None
-        self.notes.append(f"input shape of '{layer.tops[0]}' read from the first record of "
-                          f"{layer.name}'s source")
-        return (1, channels, height, width)
+        try:  # the mean image has the images' full size and channels
+            mean = load_mean(transform.mean_file, root)
+        except (PrototxtError, OSError):
+            return None
+        crop = transform.crop_size
+        self.notes.append(f"input shape of '{layer.tops[0]}' from {layer.name}'s mean_file")
+        return (1, mean.shape[0], crop or mean.shape[1], crop or mean.shape[2])
 
     def _unresolved(self, missing: set, removed: set) -> None:
         """Raise at the first kept layer reading a blob nothing produces."""
