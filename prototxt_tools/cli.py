@@ -663,14 +663,17 @@ def cmd_weights(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prototxt",
-        description="Check, lint, format, upgrade and inspect Caffe .prototxt nets, solvers and "
-                    ".caffemodel weights.",
+        description="Check, lint, format, upgrade, run and rewrite Caffe .prototxt nets, "
+                    "solvers and .caffemodel weights.",
         formatter_class=_Formatter,
         epilog="examples:\n"
                "  prototxt check train_val.prototxt solver.prototxt\n"
                "  prototxt lint train_val.prototxt\n"
                "  prototxt fmt --diff deploy.prototxt\n"
-               "  prototxt weights model.caffemodel\n\n"
+               "  prototxt weights model.caffemodel\n"
+               "  prototxt deploy train_val.prototxt -o deploy.prototxt\n"
+               "  prototxt fold-bn deploy.prototxt --weights w.caffemodel -o folded.prototxt "
+               "--weights-out folded.caffemodel\n\n"
                "Run 'prototxt COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"prototxt-tools {__version__}")
