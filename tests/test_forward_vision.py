@@ -26,6 +26,7 @@ from google.protobuf import text_format
 from oracle import assert_close, cv2_forward
 from prototxt_tools.layers import TEST, TRAIN, ForwardContext, ShapeContext, get_spec
 from prototxt_tools.schema import caffe_pb2
+from torch_check import compare_with_torch
 
 FLT_MAX = float(np.finfo(np.float32).max)
 RTOL = 1e-5
@@ -74,6 +75,7 @@ def run(body: str, x, blobs: list, *, tops: tuple = ("out",), phase: int = TEST,
     assert all(r.dtype == x.dtype for r in result), [r.dtype for r in result]
     for before, after in zip(saved, [x] + blobs):
         np.testing.assert_array_equal(before, after)
+    compare_with_torch(layer, [x], blobs, result, phase=phase)
     return result
 
 

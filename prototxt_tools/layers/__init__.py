@@ -5,8 +5,9 @@
 
 from .base import (
     CHECK_CODES, TRAIN, TEST, CaffeCheckFailed, ForwardContext, LayerSpec, Problem, ShapeContext,
-    get_spec, known_types, register,
+    TorchCode, TorchContext, TorchUnsupported, get_spec, known_types, register, torch_helper,
 )
 
 __all__ = ["CHECK_CODES", "TRAIN", "TEST", "CaffeCheckFailed", "ForwardContext", "LayerSpec",
-           "Problem", "ShapeContext", "get_spec", "known_types", "register"]
+           "Problem", "ShapeContext", "TorchCode", "TorchContext", "TorchUnsupported", "get_spec",
+           "known_types", "register", "torch_helper"]

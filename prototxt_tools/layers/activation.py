@@ -13,7 +13,7 @@ from typing import Any, Iterator, Optional
 from ._np import np
 from ._util import axis_of, bottom, fmt, has, legacy_4d, top_count, unknown
 from .base import IN_PLACE_FORBIDDEN, IN_PLACE_OK, TRAIN, LayerSpec, Problem, ShapeContext, \
-    fail, register
+    TorchCode, TorchContext, fail, register, torch_number
 
 
 # -- forward helpers (shared with the other layer modules) ----------------------------------------
@@ -369,6 +369,13 @@ class ReLUSpec(NeuronSpec):
         y = np.maximum(x, 0, out=out_buffer(bottoms, context))
         y += negative
         return [y]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        slope = layer.relu_param.negative_slope
+        if slope == 0:
+            return TorchCode("torch.relu({b0})", inplace="torch.relu_({b0})")
+        return TorchCode(f"F.leaky_relu({{b0}}, {torch_number(slope)})",
+                         inplace=f"F.leaky_relu_({{b0}}, {torch_number(slope)})")
 
 
 @register

@@ -111,6 +111,112 @@ class ForwardContext:
     state: dict = field(default_factory=dict)
 
 
+@dataclass
+class TorchContext:
+    """What a layer's PyTorch emission may need; everything is known before code is written.
+
+    Shapes come from shape inference on the exported net (a dimension may be None when the
+    net does not fix it; emitted code should then read it from the tensor at run time).
+    ``fused`` is a following layer (a LayerParameter) whose computation this one absorbs: the
+    exporter offers BatchNorm the Scale right after it, and the emission must then compute
+    both (its ``state`` functions receive the fused layer's blobs as their second argument).
+    """
+
+    bottom_shapes: list = field(default_factory=list)
+    top_shapes: list = field(default_factory=list)
+    blob_shapes: list = field(default_factory=list)  # the layer's learnable blobs, as stored
+    fused: Any = None
+    fused_blob_shapes: list = field(default_factory=list)
+
+
+@dataclass
+class TorchCode:
+    """One layer in the emitted PyTorch module, as source text.
+
+    ``forward``: one Python expression per top (a list), or, with ``tuple_tops``, one
+    expression giving a tuple of all tops. Placeholders: ``{b0}``, ``{b1}``... the bottoms
+    (local variable names), ``{m}`` the layer's submodule (``self.conv1``).
+    ``module``: the submodule's constructor (``nn.Conv2d(3, 64, 7, stride=2, padding=3)``),
+    or None for a layer computed by functions only.
+    ``state``: {state_dict key inside the submodule: fn(blobs, fused_blobs) -> array}: how the
+    layer's Caffe blobs (NumPy arrays) become the submodule's parameters and buffers. Every
+    parameter and buffer of the submodule must be covered.
+    ``helpers``: names of helper definitions (see :func:`torch_helper`) the code calls.
+    ``inplace``: the same computation writing into ``{b0}`` (single top), which the exporter
+    uses when nothing else reads that tensor and autograd allows it.
+    ``fresh``: the tops are new tensors (never views of, or the same tensor as, a bottom) and
+    autograd does not keep them for the backward pass, so a later layer may overwrite them in
+    place (Convolution, BatchNorm, addition: yes; ReLU, Sigmoid, a reshape, Dropout: no).
+    """
+
+    forward: Union[str, list]
+    module: Optional[str] = None
+    state: dict = field(default_factory=dict)
+    helpers: tuple = ()
+    inplace: Optional[str] = None
+    tuple_tops: bool = False
+    fresh: bool = False
+
+    @property
+    def expressions(self) -> list:
+        return [self.forward] if isinstance(self.forward, str) else list(self.forward)
+
+
+def torch_number(value: float) -> str:
+    """A float32 parameter as the shortest Python literal that gives it back (0.1, not
+    0.10000000149011612); infinities and NaN as ``float("inf")``."""
+    import struct
+
+    value = struct.unpack("f", struct.pack("f", float(value)))[0]
+    if value != value:
+        return 'float("nan")'
+    if value in (float("inf"), float("-inf")):
+        return 'float("inf")' if value > 0 else '-float("inf")'
+    if value == int(value) and abs(value) < 1e15:
+        return f"{int(value)}.0"
+    for digits in range(1, 18):
+        text = f"{value:.{digits}g}"
+        if struct.unpack("f", struct.pack("f", float(text)))[0] == value:
+            return text
+    return repr(value)
+
+
+class TorchUnsupported(Exception):
+    """A layer (or a variant of its parameters) the PyTorch exporter cannot express."""
+
+
+#: Helper definitions pasted once into an emitted module: name -> (source, names it needs).
+_TORCH_HELPERS: dict[str, tuple[str, tuple]] = {}
+
+
+def torch_helper(name: str, source: str, requires: Sequence[str] = ()) -> None:
+    """Register a helper (a function or class, source text using only ``torch``, ``nn`` and
+    ``F``) that emitted code may call by ``name``. ``requires``: other helpers it calls."""
+    existing = _TORCH_HELPERS.get(name)
+    if existing is not None and existing[0] != source:
+        raise ValueError(f"torch helper {name!r} registered twice with different sources")
+    _TORCH_HELPERS[name] = (source.strip("\n") + "\n", tuple(requires))
+
+
+def torch_helpers(names: Iterable[str]) -> list:
+    """The sources of ``names`` and what they require, dependencies first, each once."""
+    _load_all()
+    ordered: list = []
+
+    def visit(name: str) -> None:
+        if name in ordered:
+            return
+        if name not in _TORCH_HELPERS:
+            raise KeyError(f"unknown torch helper {name!r}")
+        for required in _TORCH_HELPERS[name][1]:
+            visit(required)
+        ordered.append(name)
+
+    for name in names:
+        visit(name)
+    return [_TORCH_HELPERS[name][0] for name in ordered]
+
+
 class LayerSpec:
     """The Caffe semantics of one layer type. Subclasses override what differs.
 
@@ -173,6 +279,11 @@ class LayerSpec:
         (BatchNorm in TRAIN) change ``blobs`` in place. Data layers have no forward: their tops
         are the executor's inputs."""
         raise NotImplementedError(f"{self.type} has no forward pass")
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """The layer in PyTorch, computing exactly what :meth:`forward` computes in TEST.
+        Raise :class:`TorchUnsupported` (with the reason) for what PyTorch cannot express."""
+        raise TorchUnsupported(f"no PyTorch code for {self.type} layers yet")
 
 
 # -- the registry ------------------------------------------------------------------------------

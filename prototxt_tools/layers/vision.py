@@ -19,7 +19,7 @@ from ._np import np
 from ._util import axis_of, bottom, cdiv, fmt, has, has_errors, merge_same_shapes, top_count, \
     unknown
 from .base import IN_PLACE_WRONG, TRAIN, CaffeCheckFailed, Dim, LayerSpec, Problem, \
-    ShapeContext, fail, product, register
+    ShapeContext, TorchCode, TorchContext, TorchUnsupported, fail, product, register
 
 CONV = "convolution_param"
 POOL = "pooling_param"
@@ -236,6 +236,9 @@ class BaseConvolutionSpec(LayerSpec):
 
     def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
         return _conv_forward(self, layer, bottoms, blobs, context)
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        return _conv_torch(self, layer, context)
 
 
 @register
@@ -884,3 +887,52 @@ def pool(x: Any, method: int, kernel: tuple, stride: tuple, pad: tuple, out: tup
 __all__ = ["ConvolutionSpec", "DeconvolutionSpec", "Im2colSpec", "PoolingSpec", "SPPSpec",
            "ConvGeometry", "conv_geometry", "conv_output", "pooled_size", "convolve",
            "deconvolve", "pool"]
+
+
+# -- PyTorch ---------------------------------------------------------------------------------------
+
+_TORCH_CONV = {("Convolution", 1): "nn.Conv1d", ("Convolution", 2): "nn.Conv2d",
+               ("Convolution", 3): "nn.Conv3d", ("Deconvolution", 1): "nn.ConvTranspose1d",
+               ("Deconvolution", 2): "nn.ConvTranspose2d",
+               ("Deconvolution", 3): "nn.ConvTranspose3d"}
+
+
+def _conv_torch(spec: LayerSpec, layer: Any, context: TorchContext) -> TorchCode:
+    """nn.ConvNd / nn.ConvTransposeNd: Caffe's weight layouts are PyTorch's, and Caffe's
+    output sizes are PyTorch's with output_padding 0."""
+    p = layer.convolution_param
+    x = context.bottom_shapes[0] if context.bottom_shapes else None
+    if x is None:
+        raise TorchUnsupported("the input's rank is unknown (give --input-shape)")
+    if len(context.bottom_shapes) > 1:
+        raise TorchUnsupported("several bottoms sharing one convolution")
+    channel_axis = p.axis + len(x) if p.axis < 0 else p.axis
+    if channel_axis != 1:
+        raise TorchUnsupported(f"convolution over channel axis {channel_axis} (PyTorch's is 1)")
+    num_spatial = len(x) - 2
+    kind = _TORCH_CONV.get((spec.type, num_spatial))
+    if kind is None:
+        raise TorchUnsupported(f"{num_spatial} spatial axes (PyTorch has 1 to 3)")
+    geometry = conv_geometry(p, num_spatial)
+    channels = x[1]
+    if channels is None:
+        raise TorchUnsupported("the input's channel count is unknown (give --input-shape)")
+
+    def tup(values: tuple) -> str:
+        return str(values[0]) if len(set(values)) == 1 else str(tuple(values))
+
+    args = [str(channels), str(p.num_output), tup(geometry.kernel)]
+    if set(geometry.stride) != {1}:
+        args.append(f"stride={tup(geometry.stride)}")
+    if set(geometry.pad) != {0}:
+        args.append(f"padding={tup(geometry.pad)}")
+    if set(geometry.dilation) != {1}:
+        args.append(f"dilation={tup(geometry.dilation)}")
+    if p.group != 1:
+        args.append(f"groups={p.group}")
+    if not p.bias_term:
+        args.append("bias=False")
+    state = {"weight": lambda blobs, fused: blobs[0]}
+    if p.bias_term:
+        state["bias"] = lambda blobs, fused: np.reshape(blobs[1], -1)
+    return TorchCode("{m}({b0})", module=f"{kind}({', '.join(args)})", state=state, fresh=True)
