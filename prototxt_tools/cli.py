@@ -565,6 +565,94 @@ def cmd_fold_bn(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_to_pytorch(args: argparse.Namespace) -> int:
+    from .export.pytorch import to_pytorch, verify
+    from .fileio import atomic_write
+
+    _load_plugins(args)
+    _refuse_overwrite(args.net, args.output, args.state_dict)
+    if args.weights:
+        _refuse_overwrite(args.weights, args.output, args.state_dict)
+    if args.state_dict and not args.weights:
+        raise PrototxtError("--state-dict needs --weights (without weights the module "
+                            "initialises its parameters randomly)")
+    shapes = dict(parse_input_shape(text) for text in args.input_shape or ())
+    state_path = args.state_dict or (os.path.splitext(args.output)[0] + ".pt"
+                                     if args.weights else None)
+    if state_path and _same_file(state_path, args.output):
+        raise PrototxtError("-o and --state-dict name the same file")
+    export = to_pytorch(args.net, args.weights, class_name=args.class_name,
+                        phase=_phase(args.phase), input_shapes=shapes, fold_bn=args.fold_bn,
+                        stages=args.stage or ())
+    for note in export.notes:
+        print(f"note: {note}", file=sys.stderr)
+    check = args.verify if args.verify is not None else _torch_available()
+    if args.verify and not _torch_available():
+        raise PrototxtError("--verify needs PyTorch (pip install torch)")
+    worst = 0.0
+    if check:
+        checked, weights = export, args.weights
+        if args.weights is None:  # compare on init-weights values, converted the same way
+            from .run.executor import load_net
+            from .run.fillers import init_weights
+
+            net = load_net(args.net, shapes)
+            weights = {name: arrays for name, _, arrays in init_weights(net, args.seed)}
+            checked = to_pytorch(args.net, weights, class_name=args.class_name,
+                                 phase=_phase(args.phase), input_shapes=shapes,
+                                 stages=args.stage or ())
+        errors = verify(checked, _verify_net(args, shapes), weights, seed=args.seed,
+                        input_shapes=shapes, phase=_phase(args.phase))
+        for name, (absolute, relative) in errors.items():
+            print(f"verify {name}: max abs error {absolute:.3g}, max relative {relative:.3g}")
+            worst = max(worst, relative)
+        if worst > args.tolerance:
+            print(f"the PyTorch module differs from the executor by {worst:.3g} (relative), "
+                  f"over the tolerance {args.tolerance:g}; nothing written", file=sys.stderr)
+            return EXIT_FINDINGS
+    if state_path and export.state is not None:
+        _save_state(export.state, state_path)
+    atomic_write(args.output, export.source)
+    lines = export.source.count("\n")
+    values = sum(int(value.size) for value in (export.state or {}).values())
+    written = f"wrote {args.output} (class {export.class_name}, " \
+              f"{_plural(len(export.names), 'submodule')}, " \
+              f"{lines} lines)"
+    if state_path and export.state is not None:
+        written += f" and {state_path} ({values:,} values)"
+    print(written, file=sys.stderr)
+    return EXIT_OK
+
+
+def _torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def _verify_net(args: argparse.Namespace, shapes: dict) -> Any:
+    """The net the executor runs for --verify: the original one, also with --fold-bn (so the
+    check covers the folding too)."""
+    from .run.executor import load_net
+
+    return load_net(args.net, shapes)
+
+
+def _save_state(state: dict, path: str) -> None:
+    """A state_dict of float32 tensors, loadable with torch.load(path, weights_only=True);
+    written atomically, tensor by tensor (no second copy of the weights in memory)."""
+    import warnings
+
+    import torch
+
+    from .fileio import atomic_write_stream
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # read-only (memory-mapped) arrays
+        tensors = {key: torch.from_numpy(value) for key, value in state.items()}
+    atomic_write_stream(path, lambda handle: torch.save(tensors, handle))
+
+
 class _Progress:
     """A one-line progress bar on standard error, drawn only when it is a terminal and the
     run is long enough to need one."""
@@ -962,6 +1050,54 @@ def build_parser() -> argparse.ArgumentParser:
     fold.add_argument("--no-check", action="store_true",
                       help="skip running both nets (e.g. nets with Python layers)")
     fold.set_defaults(handler=cmd_fold_bn)
+
+    torch_cmd = commands.add_parser(
+        "to-pytorch", formatter_class=_Formatter,
+        help="write the net as PyTorch code (an nn.Module) plus a state_dict, verified",
+        description="Write a standalone Python module (it imports only torch) defining one "
+                    "nn.Module: submodules named after the Caffe layers, forward as straight-"
+                    "line code in the net's order computing what Caffe computes at TEST "
+                    "(ceil-mode pooling with Caffe's rule, AVE divisors, LRN, BatchNorm from "
+                    "its three blobs merged with the Scale after it, ...). With --weights the "
+                    "state_dict goes to --state-dict (default: next to -o, .pt), loadable with "
+                    "torch.load(path, weights_only=True); without, the module initialises "
+                    "randomly. --verify (the default when torch is installed) runs the executor "
+                    "and the module on the same random input and weights (init-weights values "
+                    "from --seed without --weights) and prints each output's error; over "
+                    "--tolerance nothing is written and the exit status is 1. Layers PyTorch "
+                    "cannot express are listed in one error (a --plugin may provide them).\n\n"
+                    "exit status: 0 written, 1 verification over the tolerance, 2 unreadable "
+                    "input or layers that cannot be exported",
+        epilog="examples:\n"
+               "  prototxt to-pytorch deploy.prototxt --weights model.caffemodel -o model.py\n"
+               "  prototxt to-pytorch deploy.prototxt --weights model.caffemodel -o model.py "
+               "--state-dict model.pt --fold-bn --class-name ResNet50\n"
+               "  prototxt to-pytorch train_val.prototxt --input-shape data=1,3,224,224 "
+               "-o model.py --no-verify",
+    )
+    torch_cmd.add_argument("net", metavar="NET")
+    torch_cmd.add_argument("--weights", metavar="W.caffemodel")
+    torch_cmd.add_argument("-o", "--output", required=True, metavar="MODEL.py")
+    torch_cmd.add_argument("--state-dict", metavar="MODEL.pt",
+                           help="where the weights go (default: -o with .pt)")
+    torch_cmd.add_argument("--class-name", default="Net", metavar="NAME")
+    torch_cmd.add_argument("--fold-bn", action="store_true",
+                           help="fold BatchNorm into the layers before it first")
+    verify_flags = torch_cmd.add_mutually_exclusive_group()
+    verify_flags.add_argument("--verify", dest="verify", action="store_true", default=None,
+                              help="compare with the executor (default when torch is there)")
+    verify_flags.add_argument("--no-verify", dest="verify", action="store_false")
+    torch_cmd.add_argument("--tolerance", type=float, default=1e-4,
+                           help="largest relative error accepted by --verify (default 1e-4)")
+    torch_cmd.add_argument("--seed", type=int, default=0,
+                           help="for the verification's input (and weights without --weights)")
+    torch_cmd.add_argument("--input-shape", action="append", metavar="NAME=N,C,H,W")
+    torch_cmd.add_argument("--phase", choices=["TEST", "TRAIN"], default="TEST",
+                           help="the net state to export (default TEST)")
+    torch_cmd.add_argument("--stage", action="append", metavar="NAME")
+    torch_cmd.add_argument("--plugin", action="append", metavar="FILE.py",
+                           help="a Python file registering fork layers (with torch code)")
+    torch_cmd.set_defaults(handler=cmd_to_pytorch)
 
     stats = commands.add_parser(
         "bn-stats", formatter_class=_Formatter,

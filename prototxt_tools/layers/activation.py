@@ -13,7 +13,7 @@ from typing import Any, Iterator, Optional
 from ._np import np
 from ._util import axis_of, bottom, fmt, has, legacy_4d, top_count, unknown
 from .base import IN_PLACE_FORBIDDEN, IN_PLACE_OK, TRAIN, LayerSpec, Problem, ShapeContext, \
-    TorchCode, TorchContext, fail, register, torch_number
+    TorchCode, TorchContext, TorchUnsupported, fail, product, register, torch_helper, torch_number
 
 
 # -- forward helpers (shared with the other layer modules) ----------------------------------------
@@ -92,6 +92,31 @@ def caffe_affine(x: Any, scale: float, shift: float, out: Any = None) -> Any:
     return y
 
 
+# -- PyTorch helpers (pasted into the exported modules that call them) --------------------------
+
+torch_helper("clip_like_caffe", '''
+def clip_like_caffe(x, low, high):
+    """Caffe's Clip: max(low, min(x, high)) with C++'s std::max and std::min, so a NaN
+    becomes low (torch.clamp keeps it) and low > high gives low everywhere (torch.clamp
+    gives high)."""
+    return torch.where(torch.isnan(x), low, x.clamp(max=high).clamp(min=low))
+''')
+
+
+def _affine_torch(scale: float, shift: float) -> tuple:
+    """caffe_affine in PyTorch: (an expression, the same as an in-place chain on ``{b0}``)
+    computing scale x + shift, each step only when it changes something."""
+    expression, inplace = "{b0}", "{b0}"
+    if scale != 1:
+        expression = f"{torch_number(scale)} * {expression}"
+        inplace += f".mul_({torch_number(scale)})"
+    if shift != 0:
+        sign = "-" if shift < 0 else "+"
+        expression += f" {sign} {torch_number(abs(shift))}"
+        inplace += f".add_({torch_number(shift)})"
+    return expression, inplace
+
+
 class NeuronSpec(LayerSpec):
     """Caffe's NeuronLayer: one bottom, one top of the same shape."""
 
@@ -114,6 +139,9 @@ class AbsValSpec(NeuronSpec):
     def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
         return [np.abs(bottoms[0], out=out_buffer(bottoms, context))]
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        return TorchCode("torch.abs({b0})", inplace="{b0}.abs_()", fresh=True)
+
 
 @register
 class BNLLSpec(NeuronSpec):
@@ -132,6 +160,11 @@ class BNLLSpec(NeuronSpec):
         np.log1p(y, out=y)
         y += positive
         return [y]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        # F.softplus returns x itself above 20, where log1p(exp(-x)) < 2e-9 is below float32
+        # resolution of x: the same values as Caffe's formula.
+        return TorchCode("F.softplus({b0})", fresh=True)
 
 
 @register
@@ -158,6 +191,11 @@ class ClipSpec(NeuronSpec):
         dtype = bottoms[0].dtype
         y = np.minimum(bottoms[0], scalar(p.max, dtype), out=out_buffer(bottoms, context))
         return [np.fmax(y, scalar(p.min, dtype), out=y)]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        p = layer.clip_param
+        return TorchCode(f"clip_like_caffe({{b0}}, {torch_number(p.min)}, {torch_number(p.max)})",
+                         helpers=("clip_like_caffe",), fresh=True)
 
 
 @register
@@ -195,6 +233,15 @@ class DropoutSpec(NeuronSpec):
         y *= keep
         return [y]
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """nn.Dropout: the identity in eval mode (Caffe's TEST); in train mode it drops with
+        the same ratio and scales the kept values by 1 / (1 - ratio), as Caffe's TRAIN does.
+        A ratio nn.Dropout refuses (outside [0, 1]) gives the identity Caffe's TEST computes."""
+        ratio = layer.dropout_param.dropout_ratio
+        if not 0 <= ratio <= 1:
+            return TorchCode("{b0}")
+        return TorchCode("{m}({b0})", module=f"nn.Dropout({torch_number(ratio)})")
+
 
 @register
 class ELUSpec(NeuronSpec):
@@ -213,6 +260,15 @@ class ELUSpec(NeuronSpec):
         y = np.maximum(x, 0, out=out_buffer(bottoms, context))
         y += negative
         return [y]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        alpha = layer.elu_param.alpha
+        if alpha == 1:
+            return TorchCode("F.elu({b0})", inplace="F.elu_({b0})")
+        number = torch_number(alpha)
+        # (in place, autograd computes the gradient from the output: only for alpha >= 0)
+        return TorchCode(f"F.elu({{b0}}, {number})",
+                         inplace=f"F.elu_({{b0}}, {number})" if alpha >= 0 else None)
 
 
 def _base_problems(layer: Any, field: str) -> Iterator[Problem]:
@@ -257,6 +313,25 @@ class ExpSpec(NeuronSpec):
             y *= outer
         return [y]
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """exp(inner x) * outer with the forward's float32 constants: inner = ln(base) scale,
+        outer = base ^ shift."""
+        p = layer.exp_param
+        if p.base != -1 and not p.base > 0:
+            raise TorchUnsupported(f"exp_param.base {p.base:g} is not positive (Caffe aborts)")
+        base, one = scalar(p.base, "float32"), scalar(1, "float32")
+        inner = (one if p.base == -1 else np.log(base)) * scalar(p.scale, "float32")
+        shift = scalar(p.shift, "float32")
+        outer = one if p.shift == 0 else np.exp(shift) if p.base == -1 else base ** shift
+        if inner == 1:
+            expression, inplace = "torch.exp({b0})", "{b0}.exp_()"
+        else:
+            number = torch_number(inner)
+            expression, inplace = f"torch.exp({number} * {{b0}})", f"{{b0}}.mul_({number}).exp_()"
+        if outer != 1:  # (torch.exp keeps its output for the gradient: no in-place after it)
+            return TorchCode(f"{expression} * {torch_number(outer)}", fresh=True)
+        return TorchCode(expression, inplace=inplace)
+
 
 @register
 class LogSpec(NeuronSpec):
@@ -287,6 +362,20 @@ class LogSpec(NeuronSpec):
             y *= base_scale
         return [y]
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """log(scale x + shift) * (1 / ln(base)), each step only where the forward runs it."""
+        p = layer.log_param
+        if p.base != -1 and not p.base > 0:
+            raise TorchUnsupported(f"log_param.base {p.base:g} is not positive (Caffe aborts)")
+        inner, inplace = _affine_torch(p.scale, p.shift)
+        expression, inplace = f"torch.log({inner})", inplace + ".log_()"
+        if p.base != -1:
+            base_scale = scalar(1, "float32") / np.log(scalar(p.base, "float32"))
+            if base_scale != 1:
+                expression += f" * {torch_number(base_scale)}"
+                inplace += f".mul_({torch_number(base_scale)})"
+        return TorchCode(expression, inplace=inplace, fresh=True)
+
 
 @register
 class PowerSpec(NeuronSpec):
@@ -299,6 +388,23 @@ class PowerSpec(NeuronSpec):
         p = layer.power_param
         return [caffe_power(bottoms[0], p.power, p.scale, p.shift,
                             out=out_buffer(bottoms, context))]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        p = layer.power_param
+        if p.power * p.scale == 0:  # Caffe's shortcut: a constant
+            if p.power == 0:
+                return TorchCode("torch.ones_like({b0})", fresh=True)
+            value = scalar(p.shift, "float32") ** scalar(p.power, "float32")
+            return TorchCode(f"torch.full_like({{b0}}, {torch_number(value)})", fresh=True)
+        expression, inplace = _affine_torch(p.scale, p.shift)
+        if p.power != 1:
+            if expression != "{b0}":
+                expression = f"({expression})"
+            expression += f" ** {torch_number(p.power)}"
+            inplace += f".pow_({torch_number(p.power)})"
+        if expression == "{b0}":  # the identity (Caffe copies)
+            return TorchCode(expression)
+        return TorchCode(expression, inplace=inplace, fresh=True)
 
 
 @register
@@ -348,6 +454,22 @@ class PReLUSpec(NeuronSpec):
         y += negative
         return [y]
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """nn.PReLU: one slope, or one per channel (axis 1), as Caffe's blob holds them."""
+        if layer.prelu_param.channel_shared:
+            module = "nn.PReLU()"
+        else:
+            x = context.bottom_shapes[0] if context.bottom_shapes else None
+            channels = x[1] if x is not None and len(x) > 1 else None
+            if channels is None and context.blob_shapes:
+                channels = product(context.blob_shapes[0])
+            if channels is None:
+                raise TorchUnsupported("the number of channels is unknown (give --input-shape)")
+            module = f"nn.PReLU({channels})"
+        return TorchCode("{m}({b0})", module=module,
+                         state={"weight": lambda blobs, fused: np.reshape(blobs[0], -1)},
+                         fresh=True)
+
 
 @register
 class ReLUSpec(NeuronSpec):
@@ -371,11 +493,13 @@ class ReLUSpec(NeuronSpec):
         return [y]
 
     def torch(self, layer: Any, context: TorchContext) -> TorchCode:
-        slope = layer.relu_param.negative_slope
-        if slope == 0:
-            return TorchCode("torch.relu({b0})", inplace="torch.relu_({b0})")
-        return TorchCode(f"F.leaky_relu({{b0}}, {torch_number(slope)})",
-                         inplace=f"F.leaky_relu_({{b0}}, {torch_number(slope)})")
+        """F.leaky_relu computes x > 0 ? x : slope x, Caffe's formula value for value, even
+        with slope 0: -inf gives 0 * -inf = NaN as in Caffe (torch.relu gives 0)."""
+        number = torch_number(layer.relu_param.negative_slope)
+        # (in place, autograd computes the gradient from the output: only for slope >= 0)
+        inplace = f"F.leaky_relu_({{b0}}, {number})" \
+            if layer.relu_param.negative_slope >= 0 else None
+        return TorchCode(f"F.leaky_relu({{b0}}, {number})", inplace=inplace)
 
 
 @register
@@ -387,6 +511,9 @@ class SigmoidSpec(NeuronSpec):
 
     def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
         return [caffe_sigmoid(bottoms[0], out=out_buffer(bottoms, context))]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        return TorchCode("torch.sigmoid({b0})", inplace="torch.sigmoid_({b0})")
 
 
 @register
@@ -403,6 +530,13 @@ class SwishSpec(NeuronSpec):
         caffe_sigmoid(gate, out=gate)
         return [np.multiply(x, gate, out=out_buffer(bottoms, context))]
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        beta = layer.swish_param.beta
+        if beta == 1:
+            return TorchCode("F.silu({b0})", inplace="F.silu({b0}, inplace=True)", fresh=True)
+        gate = f"torch.sigmoid({torch_number(beta)} * {{b0}})"
+        return TorchCode(f"{{b0}} * {gate}", inplace=f"{{b0}}.mul_({gate})", fresh=True)
+
 
 @register
 class TanHSpec(NeuronSpec):
@@ -413,6 +547,9 @@ class TanHSpec(NeuronSpec):
 
     def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
         return [np.tanh(bottoms[0], out=out_buffer(bottoms, context))]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        return TorchCode("torch.tanh({b0})", inplace="torch.tanh_({b0})")
 
 
 @register
@@ -431,6 +568,11 @@ class ThresholdSpec(NeuronSpec):
             return [above.astype(x.dtype)]
         np.copyto(y, above)
         return [y]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        # (a float32 tensor compared with a Python float compares in float32, as Caffe does)
+        number = torch_number(layer.threshold_param.threshold)
+        return TorchCode(f"({{b0}} > {number}).to({{b0}}.dtype)", fresh=True)
 
 
 @register
@@ -455,3 +597,6 @@ class SoftmaxSpec(LayerSpec):
         x = bottoms[0]
         axis = canonical(layer.softmax_param.axis, x.ndim)
         return [caffe_softmax(x, axis, out=out_buffer(bottoms, context))]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        return TorchCode(f"F.softmax({{b0}}, dim={layer.softmax_param.axis})")

@@ -7,7 +7,8 @@ from typing import Any, Iterator, Optional
 
 from ._np import np
 from ._util import axis_of, bottom, count, fmt, has_errors, top_count, unknown
-from .base import IN_PLACE_WRONG, LayerSpec, Problem, ShapeContext, register
+from .base import IN_PLACE_WRONG, LayerSpec, Problem, ShapeContext, TorchCode, TorchContext, \
+    TorchUnsupported, register, torch_helper
 
 IP = "inner_product_param"
 EMBED = "embed_param"
@@ -70,6 +71,43 @@ class InnerProductSpec(LayerSpec):
             y += _blob(blobs[1], x.dtype, (n,), "the biases")
         return [y.reshape(tuple(lead) + (n,))]
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """``nn.Linear`` on ``x.flatten(axis)`` (which keeps the axes before ``axis``, as
+        Caffe's top does); with ``transpose`` Caffe stores the weights (K, num_output), so they
+        are transposed into nn.Linear's (num_output, K)."""
+        p = layer.inner_product_param
+        x = context.bottom_shapes[0] if context.bottom_shapes else None
+        n = p.num_output
+        if n == 0:
+            raise TorchUnsupported("num_output is 0")
+        axis = p.axis
+        inputs = None
+        if x is not None:
+            if not -len(x) <= axis < len(x):
+                raise TorchUnsupported(f"axis {axis} is out of range for an input with "
+                                       f"{len(x)} axes")
+            axis %= len(x)
+            inputs = count(x, axis)
+        stored = context.blob_shapes[0] if context.blob_shapes else None
+        if inputs is None and stored is not None and None not in stored:
+            inputs = math.prod(stored) // n
+        if inputs is None:
+            raise TorchUnsupported("the number of inputs is unknown (give --input-shape)")
+        args = [str(inputs), str(n)] + ([] if p.bias_term else ["bias=False"])
+        last = x is not None and axis == len(x) - 1
+        forward = "{m}({b0})" if last else f"{{m}}({{b0}}.flatten({axis}))"
+        shape = (inputs, n) if p.transpose else (n, inputs)
+
+        def weight(blobs: list, fused: list) -> Any:
+            array = np.reshape(blobs[0], shape)
+            return array.T if p.transpose else array
+
+        state = {"weight": weight}
+        if p.bias_term:
+            state["bias"] = lambda blobs, fused: np.reshape(blobs[1], -1)
+        return TorchCode(forward, module=f"nn.Linear({', '.join(args)})", state=state,
+                         fresh=True)
+
 
 @register
 class EmbedSpec(LayerSpec):
@@ -127,6 +165,37 @@ class EmbedSpec(LayerSpec):
         if p.bias_term:
             y += _blob(blobs[1], x.dtype, (p.num_output,), "the biases")
         return [y.reshape(x.shape + (p.num_output,))]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """``nn.Embedding`` (``EmbeddingWithBias`` with bias_term) on the input converted to
+        integer indices (Caffe reads them as floats and casts them, truncating)."""
+        p = layer.embed_param
+        if p.num_output == 0 or p.input_dim == 0:
+            raise TorchUnsupported("num_output and input_dim must be positive")
+        state = {"weight": lambda blobs, fused: np.reshape(blobs[0],
+                                                           (p.input_dim, p.num_output))}
+        if not p.bias_term:
+            return TorchCode("{m}({b0}.long())",
+                             module=f"nn.Embedding({p.input_dim}, {p.num_output})",
+                             state=state, fresh=True)
+        state["bias"] = lambda blobs, fused: np.reshape(blobs[1], -1)
+        return TorchCode("{m}({b0}.long())",
+                         module=f"EmbeddingWithBias({p.input_dim}, {p.num_output})",
+                         state=state, helpers=("EmbeddingWithBias",), fresh=True)
+
+
+torch_helper("EmbeddingWithBias", '''
+class EmbeddingWithBias(nn.Embedding):
+    """nn.Embedding plus a learned bias added to every looked-up row, as Caffe's Embed layer
+    with bias_term computes."""
+
+    def __init__(self, num_embeddings, embedding_dim):
+        super().__init__(num_embeddings, embedding_dim)
+        self.bias = nn.Parameter(torch.zeros(embedding_dim))
+
+    def forward(self, indices):
+        return super().forward(indices) + self.bias
+''')
 
 
 def _float_input(x: Any, context: Any) -> Any:

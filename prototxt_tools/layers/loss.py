@@ -13,7 +13,8 @@ from ..schema import caffe_pb2
 from ._np import np
 from ._util import axis_of, bottom, count, differ, fmt, has, legacy_4d, top_count
 from .activation import caffe_softmax, canonical, scalar
-from .base import IN_PLACE_WRONG, LayerSpec, Problem, Shape, ShapeContext, fail, register
+from .base import IN_PLACE_WRONG, LayerSpec, Problem, Shape, ShapeContext, TorchCode, \
+    TorchContext, TorchUnsupported, fail, register, torch_helper, torch_number
 
 _Norm = caffe_pb2.LossParameter
 _HingeNorm = caffe_pb2.HingeLossParameter
@@ -181,6 +182,9 @@ class ContrastiveLossSpec(LossSpec):
         total = np.sum(np.where(same, distance_sq, apart), dtype=dtype)
         return [loss_top(total / scalar(num, dtype) / scalar(2, dtype), dtype)]
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        return _contrastive_torch(layer)
+
 
 @register
 class EuclideanLossSpec(LossSpec):
@@ -204,6 +208,9 @@ class EuclideanLossSpec(LossSpec):
         diff = (a.reshape(-1) - b.reshape(-1))
         dot = np.dot(diff, diff)
         return [loss_top(dot / scalar(a.shape[0], a.dtype) / scalar(2, a.dtype), a.dtype)]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        return _torch_loss("caffe_euclidean_loss", 2)
 
 
 @register
@@ -234,6 +241,9 @@ class HingeLossSpec(LossSpec):
         else:
             total = np.sum(np.abs(margins), dtype=dtype)
         return [loss_top(total / scalar(num, dtype), dtype)]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        return _hinge_torch(layer)
 
 
 @register
@@ -307,6 +317,9 @@ class InfogainLossSpec(LossSpec):
             tops.append(prob)
         return tops
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        return _infogain_torch(layer, context)
+
 
 @register
 class MultinomialLogisticLossSpec(LossSpec):
@@ -333,6 +346,9 @@ class MultinomialLogisticLossSpec(LossSpec):
         chosen = probs[np.arange(num), label]
         total = -np.sum(np.log(np.maximum(chosen, scalar(LOG_THRESHOLD, dtype))), dtype=dtype)
         return [loss_top(total / scalar(num, dtype), dtype)]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        return _torch_loss("caffe_multinomial_logistic_loss", 2)
 
 
 @register
@@ -373,6 +389,9 @@ class SigmoidCrossEntropyLossSpec(LossSpec):
         norm = normalizer(mode, outer, inner, terms.size)
         return [loss_top(total / scalar(norm, dtype), dtype)]
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        return _sigmoid_ce_torch(layer)
+
 
 @register
 class SoftmaxWithLossSpec(LossSpec):
@@ -412,6 +431,9 @@ class SoftmaxWithLossSpec(LossSpec):
         if len(layer.top) > 1:
             tops.append(prob)
         return tops
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        return _softmax_loss_torch(layer, context)
 
 
 @register
@@ -472,3 +494,258 @@ class AccuracySpec(LayerSpec):
                 per_class = np.where(totals == 0, 0, hits.astype(dtype) / totals.astype(dtype))
             tops.append(per_class.astype(dtype))
         return tops
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        return _accuracy_torch(layer, context)
+
+
+# -- PyTorch ---------------------------------------------------------------------------------------
+# Each loss is one small helper pasted into the emitted module; the spec's ``torch`` writes the
+# call with the parameters that differ from the helper's defaults. Every helper returns the loss
+# itself, as ``forward`` does (the net applies loss_weight only to the objective).
+
+torch_helper("caffe_positions", '''
+def caffe_positions(scores, labels, axis, ignore_label=None):
+    """Caffe's view of a prediction whose classes lie along ``axis``: one row of classes per
+    position (each index of the other axes, in order), the labels (one per position) as
+    integers (Caffe's static_cast<int>: truncation toward zero), and which positions count
+    (label != ignore_label). Ignored positions get label 0, so they can index safely."""
+    scores = scores.movedim(axis, -1)
+    label = labels.reshape(-1).long()
+    if ignore_label is None:
+        valid = torch.ones_like(label, dtype=torch.bool)
+    else:
+        valid = label != ignore_label
+    return scores.reshape(-1, scores.shape[-1]), torch.where(valid, label, 0), valid
+''')
+
+torch_helper("caffe_loss_normalizer", '''
+def caffe_loss_normalizer(normalization, valid, batch_size):
+    """What Caffe divides a summed loss by (LossLayer::GetNormalizer), never less than 1:
+    "valid" the positions whose label is not ignored (``valid``: a bool per position), "full"
+    all positions, "batch_size" the product of the axes before the class axis, "none" 1."""
+    if normalization == "valid":
+        return valid.sum().clamp(min=1)
+    if normalization == "full":
+        return max(valid.numel(), 1)
+    if normalization == "batch_size":
+        return max(batch_size, 1)
+    return 1
+''')
+
+torch_helper("caffe_softmax_loss", '''
+def caffe_softmax_loss(scores, labels, axis=1, ignore_label=None, normalization="valid"):
+    """Caffe's SoftmaxWithLoss: p = softmax(scores) along ``axis`` (the classes), then
+    -sum log(max(p[label], FLT_MIN)) over the positions whose integer label is not
+    ``ignore_label``, divided by caffe_loss_normalizer (Caffe's default "valid": the
+    positions counted; the legacy ``normalize: false`` means "batch_size")."""
+    prob, label, valid = caffe_positions(torch.softmax(scores, axis), labels, axis,
+                                         ignore_label)
+    chosen = prob.gather(1, label[:, None]).squeeze(1)
+    total = -torch.where(valid, torch.log(chosen.clamp(min=1.17549435e-38)), 0).sum()
+    return total / caffe_loss_normalizer(normalization, valid, scores.shape[:axis].numel())
+''', requires=("caffe_positions", "caffe_loss_normalizer"))
+
+torch_helper("caffe_infogain_loss", '''
+def caffe_infogain_loss(scores, labels, infogain, axis=1, ignore_label=None,
+                        normalization="valid"):
+    """Caffe's InfogainLoss: p = softmax(scores) along ``axis`` (K classes); at each position
+    whose integer label is not ``ignore_label``, -sum_k H[label, k] log(max(p_k, 1e-20)) with
+    H = ``infogain`` (K x K); the sum divided by caffe_loss_normalizer (default "valid")."""
+    prob, label, valid = caffe_positions(torch.softmax(scores, axis), labels, axis,
+                                         ignore_label)
+    classes = prob.shape[1]
+    weights = infogain.reshape(classes, classes)[label]
+    per_position = (weights * torch.log(prob.clamp(min=1e-20))).sum(1)
+    total = -torch.where(valid, per_position, 0).sum()
+    return total / caffe_loss_normalizer(normalization, valid, scores.shape[:axis].numel())
+''', requires=("caffe_positions", "caffe_loss_normalizer"))
+
+torch_helper("caffe_sigmoid_cross_entropy_loss", '''
+def caffe_sigmoid_cross_entropy_loss(scores, targets, ignore_label=None,
+                                     normalization="batch_size"):
+    """Caffe's SigmoidCrossEntropyLoss: -sum t log(sigmoid(x)) + (1 - t) log(1 - sigmoid(x)),
+    computed stably as x (t - [x >= 0]) - log(1 + exp(-|x|)), over the targets whose integer
+    value is not ``ignore_label``; divided by caffe_loss_normalizer (default here
+    "batch_size": the first axis; "full" counts every value)."""
+    x = scores.reshape(-1)
+    t = targets.reshape(-1)
+    terms = x * (t - (x >= 0).to(x.dtype)) - torch.log1p(torch.exp(-x.abs()))
+    if ignore_label is None:
+        valid = torch.ones_like(t, dtype=torch.bool)
+    else:
+        valid = t.long() != ignore_label
+    total = -torch.where(valid, terms, 0).sum()
+    return total / caffe_loss_normalizer(normalization, valid, scores.shape[0])
+''', requires=("caffe_loss_normalizer",))
+
+torch_helper("caffe_euclidean_loss", '''
+def caffe_euclidean_loss(a, b):
+    """Caffe's EuclideanLoss: sum((a - b)^2) / N / 2, N the first axis (a and b may differ in
+    shape but hold the same number of values)."""
+    diff = a.reshape(-1) - b.reshape(-1)
+    return diff.dot(diff) / a.shape[0] / 2
+''')
+
+torch_helper("caffe_hinge_loss", '''
+def caffe_hinge_loss(scores, labels, norm="L1"):
+    """Caffe's HingeLoss (one vs. all) over N samples of K scores (the axes after the first),
+    one integer label per sample: t = max(0, 1 - x) for the true class, max(0, 1 + x) for the
+    others; sum(t) / N ("L1") or sum(t^2) / N ("L2")."""
+    num = scores.shape[0]
+    x = scores.reshape(num, -1)
+    label = labels.reshape(-1)[:num].long()
+    is_label = label[:, None] == torch.arange(x.shape[1], device=x.device)
+    margins = torch.clamp(1 + torch.where(is_label, -x, x), min=0)
+    total = margins.sum() if norm == "L1" else (margins * margins).sum()
+    return total / num
+''')
+
+torch_helper("caffe_multinomial_logistic_loss", '''
+def caffe_multinomial_logistic_loss(probs, labels):
+    """Caffe's MultinomialLogisticLoss: -sum_n log(max(p[n, label_n], 1e-20)) / N over N
+    samples of class probabilities (the axes after the first), one integer label each."""
+    num = probs.shape[0]
+    label = labels.reshape(-1)[:num].long()
+    chosen = probs.reshape(num, -1).gather(1, label[:, None])
+    return -torch.log(chosen.clamp(min=1e-20)).sum() / num
+''')
+
+torch_helper("caffe_contrastive_loss", '''
+def caffe_contrastive_loss(a, b, similar, margin=1.0, legacy_version=False):
+    """Caffe's ContrastiveLoss over N pairs (a_n, b_n): with d^2 = |a_n - b_n|^2, a similar
+    pair (integer similar_n != 0) adds d^2, a dissimilar one max(margin - d, 0)^2
+    (legacy_version: max(margin - d^2, 0)); the sum / 2N."""
+    num = a.shape[0]
+    diff = a.reshape(num, -1) - b.reshape(num, -1)
+    dist_sq = (diff * diff).sum(1)
+    same = similar.reshape(-1)[:num].long() != 0
+    if legacy_version:
+        apart = torch.clamp(margin - dist_sq, min=0)
+    else:
+        apart = torch.clamp(margin - dist_sq.sqrt(), min=0) ** 2
+    return torch.where(same, dist_sq, apart).sum() / num / 2
+''')
+
+torch_helper("caffe_accuracy", '''
+def caffe_accuracy(scores, labels, top_k=1, axis=1, ignore_label=None, per_class=False):
+    """Caffe's Accuracy: at each position (index outside the class ``axis``) whose integer
+    label is not ``ignore_label``, the prediction is right when fewer than ``top_k`` other
+    classes score at least as high as the true class (ties count against it). Returns right /
+    counted (0 when nothing counts); with ``per_class`` also each class's right / labelled
+    (0 for a class never labelled)."""
+    x, label, valid = caffe_positions(scores, labels, axis, ignore_label)
+    true_score = x.gather(1, label[:, None])
+    rivals = (x >= true_score).sum(1) - 1
+    right = valid & (rivals < top_k)
+    accuracy = right.sum().to(x.dtype) / valid.sum().clamp(min=1)
+    if not per_class:
+        return accuracy
+    is_class = label[:, None] == torch.arange(x.shape[1], device=x.device)
+    labelled = (is_class & valid[:, None]).sum(0)
+    hits = (is_class & right[:, None]).sum(0)
+    return accuracy, hits.to(x.dtype) / labelled.clamp(min=1)
+''', requires=("caffe_positions",))
+
+_NORMALIZATION_NAMES = {_Norm.FULL: "full", _Norm.VALID: "valid", _Norm.BATCH_SIZE: "batch_size",
+                        _Norm.NONE: "none"}
+
+
+def _torch_axis(axis: int, context: TorchContext, what: str) -> int:
+    """A class axis as the non-negative index the helpers take."""
+    x = context.bottom_shapes[0] if context.bottom_shapes else None
+    if axis >= 0:
+        if x is not None and axis >= len(x):
+            raise TorchUnsupported(f"{what} {axis} is out of range for the input {fmt(x)}")
+        return axis
+    if x is None:
+        raise TorchUnsupported(f"negative {what} {axis} with an input of unknown rank")
+    if axis < -len(x):
+        raise TorchUnsupported(f"{what} {axis} is out of range for the input {fmt(x)}")
+    return axis + len(x)
+
+
+def _torch_call(helper: str, bottoms: int, options: list) -> str:
+    """``helper({b0}, ..., option=value, ...)`` keeping only options given (not None)."""
+    args = [f"{{b{i}}}" for i in range(bottoms)]
+    args += [f"{name}={value}" for name, value in options if value is not None]
+    return f"{helper}({', '.join(args)})"
+
+
+def _torch_normalization(mode: int, default: int) -> Optional[str]:
+    return None if mode == default else f'"{_NORMALIZATION_NAMES[mode]}"'
+
+
+def _torch_ignore(message: Any) -> Optional[str]:
+    ignore = _ignore_label(message)
+    return None if ignore is None else str(int(ignore))
+
+
+def _torch_loss(helper: str, bottoms: int, options: list = ()) -> TorchCode:
+    return TorchCode(_torch_call(helper, bottoms, list(options)), helpers=(helper,))
+
+
+def _torch_with_prob(call: str, helper: str, layer: Any, axis: int) -> TorchCode:
+    """The loss, and with a second top the softmax probabilities too (one tuple when the loss
+    top overwrites a bottom the probabilities read)."""
+    if len(layer.top) < 2:
+        return TorchCode(call, helpers=(helper,))
+    prob = f"torch.softmax({{b0}}, {axis})"
+    if layer.top[0] in layer.bottom:
+        return TorchCode(f"({call}, {prob})", helpers=(helper,), tuple_tops=True)
+    return TorchCode([call, prob], helpers=(helper,))
+
+
+def _contrastive_torch(layer: Any) -> TorchCode:
+    p = layer.contrastive_loss_param
+    return _torch_loss("caffe_contrastive_loss", 3, [
+        ("margin", torch_number(p.margin) if p.margin != 1 else None),
+        ("legacy_version", "True" if p.legacy_version else None)])
+
+
+def _hinge_torch(layer: Any) -> TorchCode:
+    l2 = layer.hinge_loss_param.norm == _HingeNorm.L2
+    return _torch_loss("caffe_hinge_loss", 2, [("norm", '"L2"' if l2 else None)])
+
+
+def _infogain_torch(layer: Any, context: TorchContext) -> TorchCode:
+    if has(layer.loss_param, "normalize"):
+        raise TorchUnsupported("loss_param.normalize is deprecated and InfogainLoss rejects it; "
+                               "use loss_param.normalization")
+    if len(layer.bottom) < 3:
+        raise TorchUnsupported("the infogain matrix comes from infogain_loss_param.source, a "
+                               "file the export does not read; feed it as a third bottom")
+    axis = _torch_axis(layer.infogain_loss_param.axis, context, "infogain_loss_param.axis")
+    call = _torch_call("caffe_infogain_loss", 3, [
+        ("axis", str(axis) if axis != 1 else None),
+        ("ignore_label", _torch_ignore(layer.loss_param)),
+        ("normalization", _torch_normalization(layer.loss_param.normalization, _Norm.VALID))])
+    return _torch_with_prob(call, "caffe_infogain_loss", layer, axis)
+
+
+def _sigmoid_ce_torch(layer: Any) -> TorchCode:
+    mode = normalization_mode(layer, default=_Norm.BATCH_SIZE)
+    return _torch_loss("caffe_sigmoid_cross_entropy_loss", 2, [
+        ("ignore_label", _torch_ignore(layer.loss_param)),
+        ("normalization", _torch_normalization(mode, _Norm.BATCH_SIZE))])
+
+
+def _softmax_loss_torch(layer: Any, context: TorchContext) -> TorchCode:
+    axis = _torch_axis(layer.softmax_param.axis, context, "softmax_param.axis")
+    call = _torch_call("caffe_softmax_loss", 2, [
+        ("axis", str(axis) if axis != 1 else None),
+        ("ignore_label", _torch_ignore(layer.loss_param)),
+        ("normalization", _torch_normalization(normalization_mode(layer), _Norm.VALID))])
+    return _torch_with_prob(call, "caffe_softmax_loss", layer, axis)
+
+
+def _accuracy_torch(layer: Any, context: TorchContext) -> TorchCode:
+    p = layer.accuracy_param
+    axis = _torch_axis(p.axis, context, "accuracy_param.axis")
+    per_class = len(layer.top) > 1
+    call = _torch_call("caffe_accuracy", 2, [
+        ("top_k", str(p.top_k) if p.top_k != 1 else None),
+        ("axis", str(axis) if axis != 1 else None),
+        ("ignore_label", _torch_ignore(p)),
+        ("per_class", "True" if per_class else None)])
+    return TorchCode(call, helpers=("caffe_accuracy",), tuple_tops=per_class)

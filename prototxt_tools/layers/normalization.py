@@ -9,7 +9,8 @@ from ._np import np
 from ._util import axis_of, bottom, differ, fmt, has, legacy_4d, top_count, unknown
 from .activation import caffe_power, canonical, out_buffer, scalar
 from .base import IN_PLACE_OK, IN_PLACE_WRONG, TEST, CaffeCheckFailed, LayerSpec, Problem, \
-    Shape, ShapeContext, fail, register
+    Shape, ShapeContext, TorchCode, TorchContext, TorchUnsupported, fail, register, \
+    torch_helper, torch_number
 
 _LRN = caffe_pb2.LRNParameter
 
@@ -105,6 +106,96 @@ class BatchNormSpec(LayerSpec):
         var_blob *= fraction
         var_blob += (variance * correction).reshape(np.shape(var_blob))
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """An ``nn.BatchNorm1d/2d/3d`` (by rank; more axes: BatchNorm1d over the spatial axes
+        flattened) holding mean = f * blob0 and var = f * blob1 (f = 1 / blob2, 0 when blob2
+        is 0), momentum = 1 - moving_average_fraction. With the Scale after it fused
+        (``context.fused``), the module is affine with the Scale's gamma and beta and computes
+        both layers. ``use_global_stats: true``: ``FrozenBatchNorm`` (stored statistics in
+        training mode too, as in Caffe TRAIN); ``false``: batch statistics even in eval mode
+        (``track_running_stats=False``; Caffe's updates of the stored statistics at TEST
+        never affect an output)."""
+        p = layer.batch_norm_param
+        x = context.bottom_shapes[0] if context.bottom_shapes else None
+        if x is None:
+            raise TorchUnsupported("the input's rank is unknown (give --input-shape)")
+        channels = x[1] if len(x) > 1 else None
+        stored = context.blob_shapes[0] if context.blob_shapes else None
+        if channels is None and stored is not None and None not in stored:
+            channels = int(np.prod(stored, dtype=np.int64))
+        if channels is None:
+            raise TorchUnsupported("the input's channel count is unknown (give --input-shape)")
+        scale = context.fused
+        if scale is not None:
+            sp = scale.scale_param
+            axis = sp.axis + len(x) if sp.axis < 0 else sp.axis
+            if len(scale.bottom) != 1 or axis != 1 or sp.num_axes != 1:
+                raise TorchUnsupported("the Scale offered for fusion does not scale channels "
+                                       "(axis 1, num_axes 1, a learned gamma)")
+        global_stats = p.use_global_stats if has(p, "use_global_stats") else None
+        kind = _TORCH_BN.get(len(x), "nn.BatchNorm1d")
+        if global_stats is True:
+            kind = "FrozenBatchNorm"
+        args = [str(channels)]
+        if torch_number(p.eps) != "1e-05":
+            args.append(f"eps={torch_number(p.eps)}")
+        if global_stats is None:
+            args.append(f"momentum={_momentum(p.moving_average_fraction)}")
+        if scale is None:
+            args.append("affine=False")
+        if global_stats is False:
+            args.append("track_running_stats=False")
+        forward = "{m}({b0})"
+        if kind != "FrozenBatchNorm" and len(x) > 5:
+            forward = "{m}({b0}.flatten(2)).view_as({b0})"
+        state: dict = {}
+        if global_stats is not False:
+            state["running_mean"] = lambda blobs, fused: _bn_statistic(blobs, 0)
+            state["running_var"] = lambda blobs, fused: _bn_statistic(blobs, 1)
+            state["num_batches_tracked"] = lambda blobs, fused: np.zeros((), np.float32)
+        if scale is not None:
+            state["weight"] = lambda blobs, fused: np.reshape(fused[0], -1)
+            if scale.scale_param.bias_term:
+                state["bias"] = lambda blobs, fused: np.reshape(fused[1], -1)
+            else:
+                state["bias"] = lambda blobs, fused: np.zeros(np.size(fused[0]), np.float32)
+        helpers = ("FrozenBatchNorm",) if kind == "FrozenBatchNorm" else ()
+        return TorchCode(forward, module=f"{kind}({', '.join(args)})", state=state,
+                         helpers=helpers, fresh=True)
+
+
+_TORCH_BN = {2: "nn.BatchNorm1d", 3: "nn.BatchNorm1d", 4: "nn.BatchNorm2d",
+             5: "nn.BatchNorm3d"}
+
+torch_helper("FrozenBatchNorm", '''
+class FrozenBatchNorm(nn.BatchNorm1d):
+    """Batch normalisation over axis 1 (any rank) that always uses the stored statistics, in
+    training mode too: Caffe's BatchNorm with use_global_stats: true."""
+
+    def forward(self, x):
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            training=False, eps=self.eps)
+''')
+
+
+def _momentum(fraction: float) -> str:
+    """PyTorch's momentum for Caffe's moving_average_fraction, 1 - fraction, from the decimal
+    the fraction is written as (0.999 gives 0.001, not float32 noise)."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        return torch_number(float(1 - Decimal(torch_number(fraction))))
+    except InvalidOperation:
+        return torch_number(1 - fraction)
+
+
+def _bn_statistic(blobs: list, index: int) -> Any:
+    """Blob ``index`` (mean or variance) times Caffe's factor 1 / blob2 (0 when blob2 is 0),
+    in float32 as Caffe computes it."""
+    stored = np.float32(np.reshape(blobs[2], -1)[0])
+    factor = np.float32(0) if stored == 0 else np.float32(1) / stored
+    return np.reshape(np.asarray(blobs[index], np.float32), -1) * factor
+
 
 @register
 class LRNSpec(LayerSpec):
@@ -177,6 +268,37 @@ class LRNSpec(LayerSpec):
         y = out_buffer(bottoms, context)
         return [np.multiply(x, total, out=y)]
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """ACROSS_CHANNELS: ``F.local_response_norm`` computes Caffe's formula -- x / (k +
+        alpha / n * sum)^beta over n zero-padded channels centred on each one (PyTorch pads
+        n // 2 before and (n - 1) // 2 after: the same for Caffe's odd n). WITHIN_CHANNEL: the
+        helper ``lrn_within_channel`` (Caffe's pooling of x^2, k ignored)."""
+        p = layer.lrn_param
+        x = context.bottom_shapes[0] if context.bottom_shapes else None
+        if x is not None and len(x) != 4:
+            raise TorchUnsupported(f"LRN needs a 4-D input; got {fmt(x)}")
+        size = p.local_size
+        if size % 2 != 1:
+            raise TorchUnsupported(f"local_size {size} is even (Caffe rejects it)")
+        alpha, beta = torch_number(p.alpha), torch_number(p.beta)
+        if p.norm_region == _LRN.ACROSS_CHANNELS:
+            return TorchCode(f"F.local_response_norm({{b0}}, {size}, alpha={alpha}, "
+                             f"beta={beta}, k={torch_number(p.k)})", fresh=True)
+        if p.norm_region == _LRN.WITHIN_CHANNEL:
+            return TorchCode(f"lrn_within_channel({{b0}}, {size}, alpha={alpha}, beta={beta})",
+                             helpers=("lrn_within_channel",), fresh=True)
+        raise TorchUnsupported(f"unknown norm_region {p.norm_region}")
+
+
+torch_helper("lrn_within_channel", '''
+def lrn_within_channel(x, size, alpha, beta):
+    """Caffe's LRN with norm_region WITHIN_CHANNEL: x * (1 + alpha * a)^-beta, where a is the
+    average of x^2 over the size x size window centred on each value, zero-padded (the divisor
+    is always size * size). Caffe ignores k here."""
+    average = F.avg_pool2d(x * x, size, stride=1, padding=(size - 1) // 2)
+    return x * (1 + alpha * average).pow(-beta)
+''')
+
 
 @register
 class MVNSpec(LayerSpec):
@@ -221,6 +343,35 @@ class MVNSpec(LayerSpec):
             std += scalar(p.eps, dtype)
             y /= std
         return [y.reshape(shape4)]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """The mean over (C,) H, W subtracted; with normalize_variance the helper
+        ``normalize_mean_variance`` (eps added to the standard deviation, as Caffe does). Inputs
+        with fewer than 4 axes get trailing axes of 1 first: Caffe's top is 4-D."""
+        p = layer.mvn_param
+        x = context.bottom_shapes[0] if context.bottom_shapes else None
+        if x is None:
+            raise TorchUnsupported("the input's rank is unknown (give --input-shape)")
+        if len(x) > 4:
+            raise TorchUnsupported(f"MVN reads its input as 4-D; got {fmt(x)}")
+        value = "{b0}"
+        if len(x) < 4:
+            value += "[" + ", ".join(["..."] + ["None"] * (4 - len(x))) + "]"
+        dims = "(1, 2, 3)" if p.across_channels else "(2, 3)"
+        if p.normalize_variance:
+            return TorchCode(f"normalize_mean_variance({value}, {dims}, "
+                             f"eps={torch_number(p.eps)})",
+                             helpers=("normalize_mean_variance",), fresh=True)
+        return TorchCode(f"{value} - {value}.mean({dims}, keepdim=True)", fresh=True)
+
+
+torch_helper("normalize_mean_variance", '''
+def normalize_mean_variance(x, dims, eps):
+    """Caffe's MVN with normalize_variance: x minus its mean over dims, divided by the
+    standard deviation (biased) over dims plus eps -- Caffe adds eps after the square root."""
+    centred = x - x.mean(dims, keepdim=True)
+    return centred / (centred.pow(2).mean(dims, keepdim=True).sqrt() + eps)
+''')
 
 
 class AffineSpec(LayerSpec):
@@ -311,6 +462,46 @@ class AffineSpec(LayerSpec):
             raise ValueError(f"{values.size} values for a parameter of shape {middle}")
         return values.reshape(middle + (1,) * (x.ndim - axis - len(middle)))
 
+    def torch_layout(self, layer: Any, context: TorchContext) -> tuple:
+        """(shape, operand): with one bottom, the learned parameter's shape as PyTorch holds it
+        -- the Caffe shape followed by a 1 per later input axis, so it broadcasts as Caffe's
+        (outer, dim, inner) layout does -- and operand None; with two, bottom 1's shape and
+        bottom 1 as an expression with those trailing axes (``{b1}[..., None, None]``)."""
+        p = self.params(layer)
+        x = context.bottom_shapes[0] if context.bottom_shapes else None
+        if x is None:
+            raise TorchUnsupported("the input's rank is unknown (give --input-shape)")
+        if len(layer.bottom) > 1:
+            given = context.bottom_shapes[1] if len(context.bottom_shapes) > 1 else None
+            if given is None:
+                raise TorchUnsupported("bottom 1's rank is unknown (give --input-shape)")
+            axis = 0 if len(given) == 0 else _axis(p.axis, len(x))
+            trailing = len(x) - axis - len(given)
+            if trailing < 0:
+                raise TorchUnsupported(f"bottom 1 {fmt(given)} reaches past the last axis of "
+                                       f"bottom 0 {fmt(x)}")
+            operand = "{b1}"
+            if trailing:
+                operand += "[" + ", ".join(["..."] + ["None"] * trailing) + "]"
+            return tuple(given), operand
+        axis = _axis(p.axis, len(x))
+        if p.num_axes < -1:
+            raise TorchUnsupported(f"num_axes {p.num_axes} is invalid")
+        end = len(x) if p.num_axes == -1 else axis + p.num_axes
+        if end > len(x):
+            raise TorchUnsupported(f"axis {p.axis} with num_axes {p.num_axes} reaches past the "
+                                   f"last axis of the input {fmt(x)}")
+        middle = tuple(x[axis:end])
+        if None in middle:
+            stored = context.blob_shapes[0] if context.blob_shapes else None
+            if stored is None or None in stored or len(stored) != len(middle):
+                raise TorchUnsupported(f"the parameter's shape {fmt(middle)} is unknown "
+                                       f"(give --input-shape)")
+            middle = tuple(stored)
+        if not middle:  # a single value
+            return (), None
+        return middle + (1,) * (len(x) - end), None
+
 
 @register
 class ScaleSpec(AffineSpec):
@@ -351,6 +542,29 @@ class ScaleSpec(AffineSpec):
             axis_of(layer.scale_param.axis, x, ("scale_param", "axis"))
         return shape
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """Learned gamma: the helper module ``CaffeScale`` (weight, and bias with bias_term,
+        shaped to broadcast). Second bottom: ``x * g`` with g's trailing axes added, plus a
+        ``CaffeBias`` module for beta with bias_term."""
+        shape, operand = self.torch_layout(layer, context)
+        bias = layer.scale_param.bias_term
+        if operand is None:
+            module = f"CaffeScale({_tuple(shape)}{', bias=True' if bias else ''})"
+            state = {"weight": _reshaped(0, shape)}
+            inplace = "{b0}.mul_({m}.weight)"
+            if bias:
+                state["bias"] = _reshaped(1, shape)
+                inplace += ".add_({m}.bias)"
+            return TorchCode("{m}({b0})", module=module, state=state, helpers=("CaffeScale",),
+                             inplace=inplace, fresh=True)
+        if not bias:
+            return TorchCode(f"{{b0}} * {operand}", inplace=f"{{b0}}.mul_({operand})",
+                             fresh=True)
+        shape = _bias_shape(shape, operand, context)
+        return TorchCode(f"{{m}}({{b0}} * {operand})", module=f"CaffeBias({_tuple(shape)})",
+                         state={"bias": _reshaped(0, shape)}, helpers=("CaffeBias",),
+                         inplace=f"{{b0}}.mul_({operand}).add_({{m}}.bias)", fresh=True)
+
 
 @register
 class BiasSpec(AffineSpec):
@@ -365,3 +579,73 @@ class BiasSpec(AffineSpec):
         beta = self.broadcast(layer, x, bottoms[1] if two else blobs[0],
                               tuple(bottoms[1].shape) if two else None)
         return [np.add(x, beta, out=out_buffer(bottoms, context))]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """Learned beta: the helper module ``CaffeBias`` (its bias shaped to broadcast).
+        Second bottom: ``x + b`` with b's trailing axes added."""
+        shape, operand = self.torch_layout(layer, context)
+        if operand is None:
+            return TorchCode("{m}({b0})", module=f"CaffeBias({_tuple(shape)})",
+                             state={"bias": _reshaped(0, shape)}, helpers=("CaffeBias",),
+                             inplace="{b0}.add_({m}.bias)", fresh=True)
+        return TorchCode(f"{{b0}} + {operand}", inplace=f"{{b0}}.add_({operand})", fresh=True)
+
+
+def _axis(axis: int, ndim: int) -> int:
+    if not -ndim <= axis < ndim:
+        raise TorchUnsupported(f"axis {axis} is out of range for an input with {ndim} axes")
+    return axis + ndim if axis < 0 else axis
+
+
+def _tuple(shape: tuple) -> str:
+    """A shape as a Python tuple literal: (), (3,), (3, 1, 1)."""
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _reshaped(index: int, shape: tuple) -> Any:
+    """A state function: blob ``index`` of the layer reshaped to ``shape``."""
+    return lambda blobs, fused: np.reshape(blobs[index], shape)
+
+
+def _bias_shape(given: tuple, operand: str, context: TorchContext) -> tuple:
+    """Scale's beta with a second bottom: bottom 1's shape (or the stored blob's, when the
+    shape leaves some dimension unknown) with the operand's trailing axes of 1."""
+    if None in given:
+        stored = context.blob_shapes[0] if context.blob_shapes else None
+        if stored is None or None in stored or len(stored) != len(given):
+            raise TorchUnsupported(f"the bias's shape {fmt(given)} is unknown (give "
+                                   f"--input-shape)")
+        given = tuple(stored)
+    return tuple(given) + (1,) * operand.count("None")
+
+
+torch_helper("CaffeScale", '''
+class CaffeScale(nn.Module):
+    """Caffe's Scale layer with a learned scale: y = x * weight (+ bias). The parameters have
+    the shape of the input axes they scale followed by a 1 for every later axis, so they
+    broadcast over the other axes."""
+
+    def __init__(self, shape, bias=False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(shape))
+        self.bias = nn.Parameter(torch.zeros(shape)) if bias else None
+
+    def forward(self, x):
+        if self.bias is None:
+            return x * self.weight
+        return x * self.weight + self.bias
+''')
+
+torch_helper("CaffeBias", '''
+class CaffeBias(nn.Module):
+    """Caffe's Bias layer with a learned bias: y = x + bias. The bias has the shape of the
+    input axes it applies to followed by a 1 for every later axis, so it broadcasts over the
+    other axes."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(shape))
+
+    def forward(self, x):
+        return x + self.bias
+''')

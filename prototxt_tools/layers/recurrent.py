@@ -14,8 +14,8 @@ from typing import Any, Iterator, Optional
 
 from ._np import np
 from ._util import bottom, count, differ, fmt, top_count
-from .base import IN_PLACE_OK, IN_PLACE_WRONG, Dim, LayerSpec, Problem, ShapeContext, fail, \
-    register
+from .base import IN_PLACE_OK, IN_PLACE_WRONG, Dim, LayerSpec, Problem, ShapeContext, \
+    TorchCode, TorchContext, TorchUnsupported, fail, register, torch_helper
 
 RECURRENT = "recurrent_param"
 
@@ -204,6 +204,54 @@ class RecurrentSpec(LayerSpec):
             tops.extend(s.reshape(state_shape) for s in states)
         return tops
 
+    # -- PyTorch -------------------------------------------------------------------------------
+    #: The helper module class the emitted code instantiates.
+    torch_class = ""
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """A helper nn.Module (CaffeRNN, CaffeLSTM) whose parameters are the Caffe blobs under
+        their unrolled-net names, called on x, cont[, x_static][, h0[, c0]]; it loops over the
+        T time steps from zero states (or the exposed initial states)."""
+        hidden = layer.recurrent_param.num_output
+        if hidden <= 0:
+            raise TorchUnsupported("num_output is 0")
+        names = self.weight_names(layer)
+        rows = self.gates * hidden
+        size, static_size = self.input_sizes(layer, context.bottom_shapes)
+        blob_shapes = list(context.blob_shapes)
+        if size is None and blob_shapes:
+            size = _columns(blob_shapes[0], rows)
+        if self.has_static_input(layer) and static_size is None and len(blob_shapes) > 2:
+            static_size = _columns(blob_shapes[2], rows)
+        if size is None or (self.has_static_input(layer) and static_size is None):
+            raise TorchUnsupported("the input size per time step is unknown (give "
+                                   "--input-shape)")
+        shapes = {names[0]: (rows, size), names[1]: (rows,)}
+        if self.has_static_input(layer):
+            shapes[names[2]] = (rows, static_size)
+        shapes.update(self.torch_recurrent_shapes(hidden))
+        state = {name: _blob_as(index, shapes[name]) for index, name in enumerate(names)}
+        args = [str(size), str(hidden)]
+        if self.has_static_input(layer):
+            args.append(f"static_size={static_size}")
+        module = f"{self.torch_class}({', '.join(args)})"
+        call = ["{b0}", "{b1}"]
+        index = 2
+        if self.has_static_input(layer):
+            call.append("{b2}")
+            index = 3
+        exposed = self.exposed(layer)
+        if not exposed:
+            return TorchCode(f"{{m}}({', '.join(call)})[0]", module=module, state=state,
+                             helpers=(self.torch_class,), fresh=True)
+        call += [f"{name}={{b{index + i}}}" for i, name in enumerate(("h0", "c0")[:exposed])]
+        return TorchCode(f"{{m}}({', '.join(call)})", module=module, state=state,
+                         helpers=(self.torch_class,), tuple_tops=True)
+
+    def torch_recurrent_shapes(self, hidden: int) -> dict:
+        """The shapes of the blobs after the input transforms, by name."""
+        raise NotImplementedError
+
 
 @register
 class RNNSpec(RecurrentSpec):
@@ -211,6 +259,7 @@ class RNNSpec(RecurrentSpec):
     b_h, [W_xh_static], W_hh, W_ho, b_o."""
 
     type = "RNN"
+    torch_class = "CaffeRNN"
 
     def blob_count(self, layer: Any) -> int:
         return 5 + int(self.has_static_input(layer))
@@ -238,6 +287,9 @@ class RNNSpec(RecurrentSpec):
         np.tanh(o, out=o)
         return o, [h]
 
+    def torch_recurrent_shapes(self, hidden: int) -> dict:
+        return {"W_hh": (hidden, hidden), "W_ho": (hidden, hidden), "b_o": (hidden,)}
+
 
 @register
 class LSTMSpec(RecurrentSpec):
@@ -247,6 +299,7 @@ class LSTMSpec(RecurrentSpec):
     type = "LSTM"
     num_states = 2
     gates = 4
+    torch_class = "CaffeLSTM"
 
     def blob_count(self, layer: Any) -> int:
         return 3 + int(self.has_static_input(layer))
@@ -271,6 +324,9 @@ class LSTMSpec(RecurrentSpec):
         gates += gate_input
         c, h = lstm_unit(c_prev, gates, cont)
         return h, [h, c]
+
+    def torch_recurrent_shapes(self, hidden: int) -> dict:
+        return {"W_hc": (4 * hidden, hidden)}
 
 
 @register
@@ -316,3 +372,102 @@ class LSTMUnitSpec(LayerSpec):
                              f"(1, N); got {c_prev.shape}, {gates.shape}, {cont.shape}")
         c, h = lstm_unit(c_prev[0], gates[0], cont[0].astype(c_prev.dtype, copy=False))
         return [c[None], h[None]]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        return TorchCode("caffe_lstm_unit({b0}, {b1}, {b2})", helpers=("caffe_lstm_unit",),
+                         tuple_tops=True)
+
+
+# -- PyTorch ---------------------------------------------------------------------------------------
+
+def _columns(shape: Any, rows: int) -> Optional[int]:
+    """Columns of a stored (rows, columns) weight blob, whatever its stored axes."""
+    total = int(np.prod(shape, dtype=np.int64)) if shape is not None else 0
+    return total // rows if rows and total and total % rows == 0 else None
+
+
+def _blob_as(index: int, shape: tuple) -> Any:
+    """State conversion: Caffe blob ``index`` reshaped to the parameter's shape."""
+    return lambda blobs, fused: np.reshape(blobs[index], shape)
+
+
+torch_helper("caffe_lstm_unit", '''
+def caffe_lstm_unit(c_prev, gates, cont):
+    """Caffe's LSTMUnit: ``gates`` holds the pre-activations of the gates in Caffe's order
+    i, f, o, g along its last axis; i, f, o = sigmoid, g = tanh, and the forget gate is
+    multiplied by ``cont`` (0 where a new sequence starts, which drops c_prev);
+    c = f * c_prev + i * g, h = o * tanh(c). Returns (c, h)."""
+    i, f, o, g = gates.chunk(4, dim=-1)
+    f = torch.sigmoid(f) * cont.unsqueeze(-1)
+    c = f * c_prev + torch.sigmoid(i) * torch.tanh(g)
+    h = torch.sigmoid(o) * torch.tanh(c)
+    return c, h
+''')
+
+torch_helper("CaffeLSTM", '''
+class CaffeLSTM(nn.Module):
+    """Caffe's LSTM layer: the net Caffe unrolls over the T time steps of x (T, N, ...).
+
+    The parameters are Caffe's blobs, same names, shapes and order: W_xc (4H, input), b_c
+    (4H), W_xc_static (4H, static input; only with a static input), W_hc (4H, H), the rows
+    of each gate in Caffe's order i, f, o, g. Step t: gates = W_xc x_t + b_c
+    [+ W_xc_static x_static] + W_hc (cont_t * h_{t-1}), then caffe_lstm_unit. cont (T, N)
+    is 0 where a sequence starts. h_0, c_0 are zeros unless given (expose_hidden, (1, N, H)).
+    Returns the outputs h_1..h_T (T, N, H), h_T and c_T (1, N, H)."""
+
+    def __init__(self, input_size, num_output, static_size=None):
+        super().__init__()
+        self.W_xc = nn.Parameter(torch.zeros(4 * num_output, input_size))
+        self.b_c = nn.Parameter(torch.zeros(4 * num_output))
+        if static_size is not None:
+            self.W_xc_static = nn.Parameter(torch.zeros(4 * num_output, static_size))
+        self.W_hc = nn.Parameter(torch.zeros(4 * num_output, num_output))
+
+    def forward(self, x, cont, x_static=None, h0=None, c0=None):
+        steps, streams, hidden = x.shape[0], x.shape[1], self.W_hc.shape[1]
+        x_gates = F.linear(x.reshape(steps, streams, -1), self.W_xc, self.b_c)
+        if x_static is not None:
+            x_gates = x_gates + F.linear(x_static.reshape(streams, -1), self.W_xc_static)
+        h = x.new_zeros(streams, hidden) if h0 is None else h0.reshape(streams, hidden)
+        c = x.new_zeros(streams, hidden) if c0 is None else c0.reshape(streams, hidden)
+        outputs = []
+        for t in range(steps):
+            gates = F.linear(cont[t].unsqueeze(-1) * h, self.W_hc) + x_gates[t]
+            c, h = caffe_lstm_unit(c, gates, cont[t])
+            outputs.append(h)
+        return torch.stack(outputs), h.unsqueeze(0), c.unsqueeze(0)
+''', requires=("caffe_lstm_unit",))
+
+torch_helper("CaffeRNN", '''
+class CaffeRNN(nn.Module):
+    """Caffe's RNN layer: the net Caffe unrolls over the T time steps of x (T, N, ...).
+
+    The parameters are Caffe's blobs, same names, shapes and order: W_xh (H, input), b_h (H),
+    W_xh_static (H, static input; only with a static input), W_hh (H, H), W_ho (H, H), b_o
+    (H). Step t: h_t = tanh(W_hh (cont_t * h_{t-1}) + W_xh x_t + b_h [+ W_xh_static
+    x_static]), o_t = tanh(W_ho h_t + b_o). cont (T, N) is 0 where a sequence starts. h_0 is
+    zeros unless given (expose_hidden, (1, N, H)). Returns o_1..o_T (T, N, H) and h_T
+    (1, N, H)."""
+
+    def __init__(self, input_size, num_output, static_size=None):
+        super().__init__()
+        self.W_xh = nn.Parameter(torch.zeros(num_output, input_size))
+        self.b_h = nn.Parameter(torch.zeros(num_output))
+        if static_size is not None:
+            self.W_xh_static = nn.Parameter(torch.zeros(num_output, static_size))
+        self.W_hh = nn.Parameter(torch.zeros(num_output, num_output))
+        self.W_ho = nn.Parameter(torch.zeros(num_output, num_output))
+        self.b_o = nn.Parameter(torch.zeros(num_output))
+
+    def forward(self, x, cont, x_static=None, h0=None):
+        steps, streams, hidden = x.shape[0], x.shape[1], self.W_hh.shape[1]
+        x_h = F.linear(x.reshape(steps, streams, -1), self.W_xh, self.b_h)
+        if x_static is not None:
+            x_h = x_h + F.linear(x_static.reshape(streams, -1), self.W_xh_static)
+        h = x.new_zeros(streams, hidden) if h0 is None else h0.reshape(streams, hidden)
+        outputs = []
+        for t in range(steps):
+            h = torch.tanh(F.linear(cont[t].unsqueeze(-1) * h, self.W_hh) + x_h[t])
+            outputs.append(torch.tanh(F.linear(h, self.W_ho, self.b_o)))
+        return torch.stack(outputs), h.unsqueeze(0)
+''')

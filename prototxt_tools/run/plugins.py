@@ -12,11 +12,15 @@ A Caffe fork's layer (Interp, Upsample, ROIPooling...) becomes runnable by regis
         n, c, h, w = bottoms[0]
         return [(n, c, None if h is None else 2 * h, None if w is None else 2 * w)]
 
-    register_layer("Upsample", upsample, shape=upsample_shape)
+    def upsample_torch(layer, context):  # for `prototxt to-pytorch`
+        return TorchCode("F.interpolate({b0}, scale_factor=2, mode='nearest')")
 
-``prototxt run --plugin my_layers.py`` imports such a file (your own code, run because you
-asked; layers' python_param modules named in a prototxt are never imported). A registered type
-also takes part in shape inference and linting like a built-in one.
+    register_layer("Upsample", upsample, shape=upsample_shape, torch=upsample_torch)
+
+(``TorchCode`` comes from ``prototxt_tools.layers``.) ``prototxt run --plugin my_layers.py``
+imports such a file (your own code, run because you asked; layers' python_param modules named
+in a prototxt are never imported). A registered type also takes part in shape inference,
+linting and the PyTorch export like a built-in one.
 """
 
 from __future__ import annotations
@@ -36,13 +40,15 @@ __all__ = ["register_layer", "load_plugin"]
 
 def register_layer(layer_type: str, forward: Forward, *, shape: Optional[ShapeRule] = None,
                    blob_count: int = 0, blob_shapes: Optional[Callable] = None,
-                   is_data: bool = False, replace: bool = False) -> LayerSpec:
+                   is_data: bool = False, replace: bool = False,
+                   torch: Optional[Callable] = None) -> LayerSpec:
     """Make ``layer_type`` runnable: ``forward(layer, bottoms, blobs, context) -> tops``.
 
     ``shape(layer, bottom_shapes, context) -> top shapes`` (default: tops unknown) lets shape
     inference continue past the layer; ``blob_count``/``blob_shapes(layer, bottom_shapes)``
-    describe learnable blobs read from the weights by layer name. Registering a type BVLC
-    Caffe already has is refused unless ``replace`` is true.
+    describe learnable blobs read from the weights by layer name; ``torch(layer, context) ->
+    TorchCode`` lets the PyTorch export write the layer (see ``LayerSpec.torch``). Registering
+    a type BVLC Caffe already has is refused unless ``replace`` is true.
     """
     existing = get_spec(layer_type)
     if existing is not None and not replace and not getattr(existing, "plugin", False):
@@ -62,12 +68,15 @@ def register_layer(layer_type: str, forward: Forward, *, shape: Optional[ShapeRu
             return list(blob_shapes(layer, bottoms))
         return [] if blob_count == 0 else None
 
-    spec_class = type(f"Plugin_{layer_type}", (LayerSpec,), {
+    members = {
         "type": layer_type, "family": "plugin", "plugin": True, "in_place": IN_PLACE_OK,
         "is_data": is_data, "min_bottoms": 0, "min_tops": 0,
         "shape": _shape, "forward": _forward, "blob_shapes": _blob_shapes,
         "blob_count": lambda self, layer: blob_count,
-    })
+    }
+    if torch is not None:
+        members["torch"] = lambda self, layer, context: torch(layer, context)
+    spec_class = type(f"Plugin_{layer_type}", (LayerSpec,), members)
     from ..layers import base
 
     base._load_all()
