@@ -19,7 +19,7 @@ from ._np import np
 from ._util import axis_of, bottom, cdiv, fmt, has, has_errors, merge_same_shapes, top_count, \
     unknown
 from .base import IN_PLACE_WRONG, TRAIN, CaffeCheckFailed, Dim, LayerSpec, Problem, \
-    ShapeContext, TorchCode, TorchContext, TorchUnsupported, fail, product, register
+    ShapeContext, TorchCode, TorchContext, TorchUnsupported, fail, product, register, torch_helper
 
 CONV = "convolution_param"
 POOL = "pooling_param"
@@ -320,6 +320,9 @@ class Im2colSpec(LayerSpec):
                                  geometry.dilation, out)
         return [columns.reshape(tuple(lead) + (columns.shape[1],) + out)]
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        return _im2col_torch(layer, context)
+
 
 # -- pooling --------------------------------------------------------------------------------------
 
@@ -471,6 +474,9 @@ class PoolingSpec(LayerSpec):
                          rng=getattr(context, "rng", None))
         return [top, mask] if want_mask else [top]
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        return _pool_torch(layer, context)
+
 
 @register
 class SPPSpec(LayerSpec):
@@ -556,6 +562,9 @@ class SPPSpec(LayerSpec):
         if p.pyramid_height == 1:
             return levels
         return [np.concatenate([top.reshape(n, -1) for top in levels], axis=1)]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        return _spp_torch(layer, context)
 
 
 # -- forward passes -------------------------------------------------------------------------------
@@ -897,37 +906,60 @@ _TORCH_CONV = {("Convolution", 1): "nn.Conv1d", ("Convolution", 2): "nn.Conv2d",
                ("Deconvolution", 3): "nn.ConvTranspose3d"}
 
 
+def _channel_axis(axis: int, x: tuple, minimum_spatial: int) -> int:
+    rank = len(x)
+    if not -rank <= axis < rank:
+        raise TorchUnsupported(f"axis {axis} is out of range for a {rank}-D input")
+    channel_axis = axis + rank if axis < 0 else axis
+    if rank - channel_axis - 1 < minimum_spatial:
+        raise TorchUnsupported(f"needs at least {minimum_spatial} spatial axes after axis "
+                               f"{channel_axis}")
+    return channel_axis
+
+
+def _fold_batch(template: str, channel_axis: int) -> str:
+    """``template`` (an expression of ``{x}``, an (N, C, *spatial) tensor) applied to a bottom
+    whose channel axis is ``channel_axis``: the axes before it fold into one batch axis, as
+    Caffe's num_ does, and unfold afterwards."""
+    if channel_axis == 1:
+        return template.replace("{x}", "{b}")
+    if channel_axis == 0:
+        return template.replace("{x}", "{b}.unsqueeze(0)") + ".squeeze(0)"
+    folded = template.replace("{x}", f"{{b}}.flatten(0, {channel_axis - 1})")
+    return f"{folded}.unflatten(0, {{b}}.shape[:{channel_axis}])"
+
+
+def _tuple_text(values: tuple) -> str:
+    return str(values[0]) if len(set(values)) == 1 else str(tuple(values))
+
+
 def _conv_torch(spec: LayerSpec, layer: Any, context: TorchContext) -> TorchCode:
     """nn.ConvNd / nn.ConvTransposeNd: Caffe's weight layouts are PyTorch's, and Caffe's
-    output sizes are PyTorch's with output_padding 0."""
+    output sizes are PyTorch's with output_padding 0. Several bottoms share the module; the
+    axes before a channel axis other than 1 fold into the batch."""
     p = layer.convolution_param
     x = context.bottom_shapes[0] if context.bottom_shapes else None
     if x is None:
         raise TorchUnsupported("the input's rank is unknown (give --input-shape)")
-    if len(context.bottom_shapes) > 1:
-        raise TorchUnsupported("several bottoms sharing one convolution")
-    channel_axis = p.axis + len(x) if p.axis < 0 else p.axis
-    if channel_axis != 1:
-        raise TorchUnsupported(f"convolution over channel axis {channel_axis} (PyTorch's is 1)")
-    num_spatial = len(x) - 2
+    channel_axis = _channel_axis(p.axis, x, 1)
+    num_spatial = len(x) - channel_axis - 1
     kind = _TORCH_CONV.get((spec.type, num_spatial))
     if kind is None:
         raise TorchUnsupported(f"{num_spatial} spatial axes (PyTorch has 1 to 3)")
+    for other in context.bottom_shapes[1:]:
+        if other is None or len(other) != len(x) or other[channel_axis] != x[channel_axis]:
+            raise TorchUnsupported("bottoms of different ranks or channel counts")
     geometry = conv_geometry(p, num_spatial)
-    channels = x[1]
+    channels = x[channel_axis]
     if channels is None:
         raise TorchUnsupported("the input's channel count is unknown (give --input-shape)")
-
-    def tup(values: tuple) -> str:
-        return str(values[0]) if len(set(values)) == 1 else str(tuple(values))
-
-    args = [str(channels), str(p.num_output), tup(geometry.kernel)]
+    args = [str(channels), str(p.num_output), _tuple_text(geometry.kernel)]
     if set(geometry.stride) != {1}:
-        args.append(f"stride={tup(geometry.stride)}")
+        args.append(f"stride={_tuple_text(geometry.stride)}")
     if set(geometry.pad) != {0}:
-        args.append(f"padding={tup(geometry.pad)}")
+        args.append(f"padding={_tuple_text(geometry.pad)}")
     if set(geometry.dilation) != {1}:
-        args.append(f"dilation={tup(geometry.dilation)}")
+        args.append(f"dilation={_tuple_text(geometry.dilation)}")
     if p.group != 1:
         args.append(f"groups={p.group}")
     if not p.bias_term:
@@ -935,4 +967,274 @@ def _conv_torch(spec: LayerSpec, layer: Any, context: TorchContext) -> TorchCode
     state = {"weight": lambda blobs, fused: blobs[0]}
     if p.bias_term:
         state["bias"] = lambda blobs, fused: np.reshape(blobs[1], -1)
-    return TorchCode("{m}({b0})", module=f"{kind}({', '.join(args)})", state=state, fresh=True)
+    template = "{m}({x})"
+    if spec.type == "Convolution":
+        extra = _conv_overhang(x[channel_axis + 1:], geometry)
+        if any(extra):
+            pads = ", ".join(f"0, {n}" for n in reversed(extra))
+            template = "{m}(F.pad({x}, (" + pads + ")))"
+    template = _fold_batch(template, channel_axis)
+    forward = [template.replace("{b}", f"{{b{i}}}")
+               for i in range(max(1, len(context.bottom_shapes)))]
+    return TorchCode(forward, module=f"{kind}({', '.join(args)})", state=state, fresh=True)
+
+
+def _conv_overhang(spatial: tuple, geometry: ConvGeometry) -> list:
+    """Zeros to add after each spatial axis where Caffe's one window is longer than the padded
+    input (its output size truncates toward zero to 1; PyTorch refuses such a kernel)."""
+    extra = []
+    for i, size in enumerate(spatial):
+        if size is None:
+            extra.append(0)
+            continue
+        span = size + 2 * geometry.pad[i]
+        extra.append(max(0, geometry.extent(i) - span))
+    return extra
+
+
+def _im2col_torch(layer: Any, context: TorchContext) -> TorchCode:
+    """``F.unfold``, whose rows are Caffe's column buffer rows (channel-major, then the kernel
+    offsets in row-major order), unflattened to the output's spatial sizes; one spatial axis
+    runs as a 2-D unfold of height 1."""
+    p = layer.convolution_param
+    x = context.bottom_shapes[0] if context.bottom_shapes else None
+    if x is None:
+        raise TorchUnsupported("the input's rank is unknown (give --input-shape)")
+    channel_axis = _channel_axis(p.axis, x, 1)
+    num_spatial = len(x) - channel_axis - 1
+    geometry = conv_geometry(p, num_spatial)
+    kernel, dilation, pad, stride = (_tuple_text(tuple(v)) for v in (
+        geometry.kernel, geometry.dilation, geometry.pad, geometry.stride))
+    function = "im2col" if num_spatial == 2 else "im2col_nd"
+    if num_spatial == 2:
+        call = f"im2col({{x}}, {kernel}, dilation={dilation}, padding={pad}, stride={stride})"
+    else:  # tuples: the helper counts the spatial axes from them
+        kernel, dilation, pad, stride = (str(tuple(v)) for v in (
+            geometry.kernel, geometry.dilation, geometry.pad, geometry.stride))
+        call = f"im2col_nd({{x}}, {kernel}, {dilation}, {pad}, {stride})"
+    forward = _fold_batch(call, channel_axis).replace("{b}", "{b0}")
+    return TorchCode(forward, helpers=(function,), fresh=True)
+
+
+torch_helper("im2col_nd", '''
+def im2col_nd(x, kernel, dilation, padding, stride):
+    """Caffe's Im2col over any number of spatial axes: channel c * prod(kernel) + (flat
+    kernel offset) at each output position holds the input under that kernel cell."""
+    spatial = len(kernel)
+    pads = []
+    for p in reversed(padding):
+        pads += [p, p]
+    x = F.pad(x, pads)
+    for axis in range(spatial):  # each unfold appends one kernel axis
+        extent = dilation[axis] * (kernel[axis] - 1) + 1
+        x = x.unfold(2 + axis, extent, stride[axis])[..., ::dilation[axis]]
+    n, c = x.shape[:2]
+    out = x.shape[2:2 + spatial]
+    order = [0, 1] + list(range(2 + spatial, 2 + 2 * spatial)) + list(range(2, 2 + spatial))
+    return x.permute(order).reshape((n, -1) + tuple(out))
+''')
+
+
+torch_helper("im2col", '''
+def im2col(x, kernel_size, dilation, padding, stride):
+    """Caffe's Im2col: F.unfold's columns as channels over the output's height and width."""
+    columns = F.unfold(x, kernel_size, dilation=dilation, padding=padding, stride=stride)
+    k, d, p, s = (v if isinstance(v, tuple) else (v, v)
+                  for v in (kernel_size, dilation, padding, stride))
+    height = (x.shape[2] + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    return columns.unflatten(2, (height, columns.shape[2] // height))
+''')
+
+
+torch_helper("caffe_pool2d", '''
+def caffe_pool2d(x, method, kernel, stride, padding, ceil_mode=True):
+    """Caffe's pooling where PyTorch's own rounding or padding rules differ.
+
+    Output size: (size + 2 pad - kernel) / stride rounded up (ceil_mode) or down, plus 1,
+    less a last window that would start in the padding (checked when either axis is padded).
+    MAX: windows clipped to the input, -3.4028235e38 (-FLT_MAX) for an empty one. AVE: the
+    sum over the clipped window divided by the window clipped to the padded input. STOCHASTIC
+    (TEST): sum(x^2) / sum(x) over the window, 0 when the sum is not positive; pad must be 0.
+    """
+    padded = padding[0] > 0 or padding[1] > 0
+    sizes = []
+    for axis in (0, 1):
+        size, k, s, p = x.shape[2 + axis], kernel[axis], stride[axis], padding[axis]
+        span = size + 2 * p - k
+        out = (-(-span // s) if ceil_mode else span // s) + 1
+        if padded and (out - 1) * s >= size + p:
+            out -= 1
+        sizes.append(out)
+    # pad so that every window lies inside: before by pad, after up to the last window's end
+    after = [max(0, (sizes[a] - 1) * stride[a] + kernel[a] - padding[a] - x.shape[2 + a])
+             for a in (0, 1)]
+    pads = (padding[1], after[1], padding[0], after[0])
+    if method == "max":
+        windows = F.pad(x, pads, value=float("-inf"))
+        return F.max_pool2d(windows, kernel, stride).clamp_min(-3.4028234663852886e38)
+    if method == "stochastic":
+        windows = F.pad(x, pads)
+        total = F.avg_pool2d(windows, kernel, stride, divisor_override=1)
+        squares = F.avg_pool2d(windows * windows, kernel, stride, divisor_override=1)
+        return torch.where(total > 0, squares / total, torch.zeros_like(total))
+    total = F.avg_pool2d(F.pad(x, pads), kernel, stride, divisor_override=1)
+    counts = []
+    for axis in (0, 1):
+        start = torch.arange(sizes[axis], device=x.device) * stride[axis] - padding[axis]
+        end = torch.clamp(start + kernel[axis], max=x.shape[2 + axis] + padding[axis])
+        counts.append((end - start).to(x.dtype))
+    return total / (counts[0][:, None] * counts[1][None, :])
+''')
+
+
+torch_helper("caffe_max_pool2d_with_argmax", '''
+def caffe_max_pool2d_with_argmax(x, kernel, stride, padding, ceil_mode=True):
+    """Caffe's MAX pooling with its mask top: the values as caffe_pool2d computes them and
+    the index h * width + w of each window's first maximum (-1 for an empty window), in x's
+    dtype."""
+    padded = padding[0] > 0 or padding[1] > 0
+    sizes = []
+    for axis in (0, 1):
+        size, k, s, p = x.shape[2 + axis], kernel[axis], stride[axis], padding[axis]
+        span = size + 2 * p - k
+        out = (-(-span // s) if ceil_mode else span // s) + 1
+        if padded and (out - 1) * s >= size + p:
+            out -= 1
+        sizes.append(out)
+    after = [max(0, (sizes[a] - 1) * stride[a] + kernel[a] - padding[a] - x.shape[2 + a])
+             for a in (0, 1)]
+    windows = F.pad(x, (padding[1], after[1], padding[0], after[0]), value=float("-inf"))
+    values, index = F.max_pool2d(windows, kernel, stride, return_indices=True)
+    width = windows.shape[3]
+    rows = index // width - padding[0]
+    columns = index % width - padding[1]
+    empty = values == float("-inf")
+    index = torch.where(empty, torch.full_like(index, -1), rows * x.shape[3] + columns)
+    return values.clamp_min(-3.4028234663852886e38), index.to(x.dtype)
+''')
+
+
+torch_helper("stochastic_pool2d_sample", '''
+def stochastic_pool2d_sample(x, kernel, stride, ceil_mode=True):
+    """Caffe's STOCHASTIC pooling in TRAIN: each window picks one cell with probability
+    x / sum(x) (the first cell whose running sum reaches u * sum(x), u uniform in (0, 1]),
+    0 where none does. Draws from torch's generator."""
+    sizes = []
+    for axis in (0, 1):
+        span = x.shape[2 + axis] - kernel[axis]
+        sizes.append((-(-span // stride[axis]) if ceil_mode else span // stride[axis]) + 1)
+    after = [max(0, (sizes[a] - 1) * stride[a] + kernel[a] - x.shape[2 + a]) for a in (0, 1)]
+    cells = F.unfold(F.pad(x, (0, after[1], 0, after[0])), kernel, stride=stride)
+    n, c = x.shape[:2]
+    cells = cells.unflatten(1, (c, kernel[0] * kernel[1]))  # (N, C, cells, windows)
+    running = cells.cumsum(2)
+    u = 1 - torch.rand(running[:, :, -1:].shape, dtype=x.dtype, device=x.device)
+    reached = running >= u * running[:, :, -1:]
+    first = reached.to(torch.uint8).argmax(2, keepdim=True)
+    value = cells.gather(2, first) * reached.gather(2, first)
+    return value.reshape(n, c, sizes[0], sizes[1])
+''')
+
+
+def _pool_torch(layer: Any, context: TorchContext) -> TorchCode:
+    """PyTorch's own pooling calls where they compute Caffe's windows: Caffe's CEIL rounding
+    and its rule dropping a last window that starts in the padding are ``ceil_mode=True``'s,
+    and Caffe's AVE divisor (the window clipped to the padded input) is
+    ``count_include_pad=True``'s. Where they differ (a stride longer than the kernel without
+    padding, a pad over half the kernel, unknown sizes, the mask top, STOCHASTIC) the helpers
+    compute Caffe's rule. One difference is left: PyTorch's max propagates NaN where Caffe's
+    skips it (Caffe never picks a NaN over a number)."""
+    p = layer.pooling_param
+    x = context.bottom_shapes[0] if context.bottom_shapes else None
+    if x is not None and len(x) != 4:
+        raise TorchUnsupported(f"Pooling needs a 4-D input; got {fmt(x)}")
+    method = {_PoolMethod.MAX: "max", _PoolMethod.AVE: "ave",
+              _PoolMethod.STOCHASTIC: "stochastic"}.get(p.pool)
+    if method is None:
+        raise TorchUnsupported(f"unknown pooling method {p.pool}")
+    ceil_mode = p.round_mode == _PoolMethod.CEIL
+    with_mask = method == "max" and len(layer.top) > 1
+    g = _pool_geometry(p)
+    if p.global_pooling and not with_mask:
+        if method == "max":
+            return TorchCode("{b0}.amax((2, 3), keepdim=True)"
+                             ".clamp_min(-3.4028234663852886e38)", fresh=True)
+        if method == "ave":
+            return TorchCode("{b0}.mean((2, 3), keepdim=True)", fresh=True)
+    kernel = "tuple({b0}.shape[2:])" if p.global_pooling else str(g.kernel)
+    pairs = f"{kernel}, {g.stride}, {g.pad}"
+    rounding = "" if ceil_mode else ", ceil_mode=False"
+    if with_mask:
+        return TorchCode(f"caffe_max_pool2d_with_argmax({{b0}}, {pairs}{rounding})",
+                         tuple_tops=True, helpers=("caffe_max_pool2d_with_argmax",))
+    if method == "stochastic":  # Caffe samples in TRAIN; so does the module in train mode
+        sample = f"stochastic_pool2d_sample({{b0}}, {kernel}, {g.stride}{rounding})"
+        return TorchCode(f'{sample} if self.training else '
+                         f'caffe_pool2d({{b0}}, "stochastic", {pairs}{rounding})',
+                         helpers=("caffe_pool2d", "stochastic_pool2d_sample"), fresh=True)
+    if _torch_pool_matches(g, x, ceil_mode):
+        args = [_tuple_text(g.kernel)]
+        if g.stride != g.kernel:
+            args.append(f"stride={_tuple_text(g.stride)}")
+        if g.pad != (0, 0):
+            args.append(f"padding={_tuple_text(g.pad)}")
+        if ceil_mode:
+            args.append("ceil_mode=True")
+        function = "F.max_pool2d" if method == "max" else "F.avg_pool2d"
+        return TorchCode(f"{function}({{b0}}, {', '.join(args)})", fresh=True)
+    return TorchCode(f'caffe_pool2d({{b0}}, "{method}", {pairs}{rounding})',
+                     helpers=("caffe_pool2d",), fresh=True)
+
+
+def _torch_pool_matches(g: PoolGeometry, x: Optional[tuple], ceil_mode: bool) -> bool:
+    """PyTorch's pooling computes Caffe's windows: same output sizes (PyTorch drops a last
+    window starting in the padding whenever it rounds up, Caffe only when some axis is
+    padded), and a pad of at most half the kernel (PyTorch's limit)."""
+    if any(2 * pad > kernel for pad, kernel in zip(g.pad, g.kernel)):
+        return False
+    any_pad = g.pad != (0, 0)
+    if any_pad or not ceil_mode or all(s <= k for s, k in zip(g.stride, g.kernel)):
+        return True  # no window can start beyond the input: both rules agree
+    if x is None or None in x[2:]:
+        return False
+    for i, size in enumerate(x[2:]):
+        caffe = pooled_size(size, g.kernel[i], 0, g.stride[i], True, False)
+        if (caffe - 1) * g.stride[i] >= size:
+            return False
+    return True
+
+
+def _spp_torch(layer: Any, context: TorchContext) -> TorchCode:
+    """The helper ``spatial_pyramid_pool``: Caffe's per-level kernel, pad and stride computed
+    from the input's size at run time, each level pooled as Caffe pools it."""
+    p = layer.spp_param
+    method = {_SPPMethod.MAX: "max", _SPPMethod.AVE: "ave",
+              _SPPMethod.STOCHASTIC: "stochastic"}.get(p.pool)
+    if method is None:
+        raise TorchUnsupported(f"unknown pooling method {p.pool}")
+    x = context.bottom_shapes[0] if context.bottom_shapes else None
+    if x is not None and len(x) != 4:
+        raise TorchUnsupported(f"SPP needs a 4-D input; got {fmt(x)}")
+    return TorchCode(f'spatial_pyramid_pool({{b0}}, "{method}", {p.pyramid_height})',
+                     helpers=("spatial_pyramid_pool",), fresh=True)
+
+
+torch_helper("spatial_pyramid_pool", '''
+def spatial_pyramid_pool(x, method, height):
+    """Caffe's SPP: level l pools into 2^l x 2^l bins (kernel ceil(size / 2^l), pad
+    (kernel * 2^l - size + 1) // 2, stride = kernel); the levels are flattened and
+    concatenated, or, with one level, returned as they are. Caffe builds the levels' pooling
+    layers in TRAIN phase: STOCHASTIC samples, at TEST too."""
+    levels = []
+    for level in range(height):
+        bins = 2 ** level
+        kernel = tuple(-(-size // bins) for size in x.shape[2:])
+        pad = tuple((k * bins - size + 1) // 2 for k, size in zip(kernel, x.shape[2:]))
+        if method == "stochastic":
+            levels.append(stochastic_pool2d_sample(x, kernel, kernel))
+        else:
+            levels.append(caffe_pool2d(x, method, kernel, kernel, pad))
+    if height == 1:
+        return levels[0]
+    return torch.cat([level.flatten(1) for level in levels], 1)
+''', requires=("caffe_pool2d", "stochastic_pool2d_sample"))
