@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Iterator, Optional
 
 from ._util import blob_dims, bottom, differ, fmt, has, has_errors, legacy_4d, with_overrides
-from .base import LayerSpec, Problem, ShapeContext, fail, register
+from .base import LayerSpec, Problem, ShapeContext, TorchCode, TorchContext, fail, register
 
 
 class BaseDataSpec(LayerSpec):
@@ -291,3 +291,8 @@ class HDF5OutputSpec(LayerSpec):
 
     def blob_shapes(self, layer: Any, bottoms: list) -> Optional[list]:
         return []
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """Nothing: the layer only writes its bottoms to a file and has no tops (the executor
+        skips it too)."""
+        return TorchCode([])

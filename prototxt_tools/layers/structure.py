@@ -11,7 +11,8 @@ from ._util import axis_of, blob_dims, bottom, count, differ, fmt, has, has_erro
     merge_same_shapes, top_count, unknown
 from .activation import canonical, out_buffer, scalar
 from .base import IN_PLACE_FORBIDDEN, IN_PLACE_OK, IN_PLACE_WRONG, CaffeCheckFailed, Dim, \
-    LayerSpec, Problem, ShapeContext, fail, product, register
+    LayerSpec, Problem, ShapeContext, TorchCode, TorchContext, TorchUnsupported, fail, product, \
+    register, torch_helper, torch_number
 
 _EltwiseOp = caffe_pb2.EltwiseParameter
 _ReductionOp = caffe_pb2.ReductionParameter
@@ -58,6 +59,28 @@ def _axis_and_legacy(layer: Any, field: str, legacy: str) -> Iterator[Problem]:
                               f"({legacy} is the old name)", (field, legacy))
 
 
+def _torch_legacy_axis(layer: Any, field: str, legacy: str) -> int:
+    """The axis for torch.cat / torch.split: the legacy field when given (never negative),
+    else ``axis`` as written (PyTorch counts negative axes from the end, as Caffe does)."""
+    p = getattr(layer, field)
+    return getattr(p, legacy) if has(p, legacy) else p.axis
+
+
+def _bottom_shape(context: TorchContext, index: int = 0) -> Any:
+    """Bottom ``index``'s shape from the export's shape inference (None when unknown)."""
+    shapes = context.bottom_shapes
+    return shapes[index] if index < len(shapes) else None
+
+
+def _torch_axis(axis: int, x: Any, what: str = "the input") -> int:
+    """A Caffe axis made non-negative for the emitted code, which then needs the rank."""
+    if x is None:
+        raise TorchUnsupported(f"the rank of {what} is unknown (give --input-shape)")
+    if not -len(x) <= axis < len(x):
+        raise TorchUnsupported(f"axis {axis} is out of range for {what} with {len(x)} axes")
+    return axis + len(x) if axis < 0 else axis
+
+
 @register
 class ConcatSpec(StructureSpec):
     """Joins its inputs along ``axis`` (default 1); every other axis must match."""
@@ -98,6 +121,15 @@ class ConcatSpec(StructureSpec):
         _top_shapes(self, layer, bottoms)
         axis = _legacy_axis(layer, "concat_param", "concat_dim", bottoms[0].ndim, "L050")
         return [np.concatenate(bottoms, axis=axis)]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """``torch.cat`` along the axis (concat_dim when given; torch.cat counts negative axes
+        from the end as Caffe does). One bottom: the bottom itself, as Caffe's top shares it."""
+        if len(layer.bottom) == 1:
+            return TorchCode("{b0}")
+        axis = _torch_legacy_axis(layer, "concat_param", "concat_dim")
+        bottoms = ", ".join(f"{{b{i}}}" for i in range(len(layer.bottom)))
+        return TorchCode(f"torch.cat([{bottoms}], {axis})", fresh=True)
 
 
 @register
@@ -161,6 +193,30 @@ class SliceSpec(StructureSpec):
             start += shape[axis]
         return tops
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """``torch.split`` into the slices' sizes when the axis size is known and is not the
+        batch axis; otherwise ``torch.tensor_split`` at slice_point, which works for any size.
+        Without slice_point: ``torch.chunk`` into equal parts (Caffe requires the axis size to
+        divide evenly, where chunk gives exactly that many). The tops are views (Caffe
+        copies): the exporter never writes into them in place."""
+        n = len(layer.top)
+        if n <= 1:  # (one top: the whole input)
+            return TorchCode(["{b0}"] * n)
+        axis = _torch_legacy_axis(layer, "slice_param", "slice_dim")
+        points = list(layer.slice_param.slice_point)
+        if not points:
+            return TorchCode(f"torch.chunk({{b0}}, {n}, {axis})", tuple_tops=True)
+        if len(points) != n - 1:
+            raise TorchUnsupported(f"{len(points)} slice_point values for {n} tops (Caffe "
+                                   f"needs one fewer than the tops)")
+        x = _bottom_shape(context)
+        canonical_axis = axis if axis >= 0 or x is None else axis + len(x)
+        size = x[canonical_axis] if x is not None and 0 <= canonical_axis < len(x) else None
+        if size is not None and canonical_axis != 0:
+            sizes = [b - a for a, b in zip([0] + points, points + [size])]
+            return TorchCode(f"torch.split({{b0}}, {sizes}, {axis})", tuple_tops=True)
+        return TorchCode(f"torch.tensor_split({{b0}}, {points}, {axis})", tuple_tops=True)
+
 
 @register
 class SplitSpec(StructureSpec):
@@ -180,6 +236,10 @@ class SplitSpec(StructureSpec):
         the live references to each buffer and never offers a shared one as writable."""
         return [bottoms[0]] * max(len(layer.top), 1)
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """Every top is the bottom tensor itself (not fresh: no top may be overwritten)."""
+        return TorchCode(["{b0}"] * len(layer.top))
+
 
 @register
 class SilenceSpec(StructureSpec):
@@ -195,6 +255,9 @@ class SilenceSpec(StructureSpec):
 
     def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
         return []
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        return TorchCode([])  # no tops: nothing to compute
 
 
 @register
@@ -255,6 +318,55 @@ class EltwiseSpec(StructureSpec):
             raise ValueError(f"unknown Eltwise operation {p.operation}")
         return [y]
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """PROD: ``b0 * b1 * ...``; SUM: ``c0 * b0 + c1 * b1 + ...`` with the float32
+        coefficients (a coefficient 1 is left out, -1 and negative ones become a subtraction,
+        which rounds the same); MAX: the helper ``eltwise_max`` (Caffe's pairwise
+        ``a > b ? a : b``, which treats NaN differently from torch.maximum)."""
+        p = layer.eltwise_param
+        n = len(layer.bottom)
+        names = [f"{{b{i}}}" for i in range(n)]
+        if p.operation == _EltwiseOp.PROD:
+            if p.coeff:
+                raise TorchUnsupported("coeff with PROD (Caffe rejects it)")
+            return TorchCode(" * ".join(names), fresh=True)
+        if p.operation == _EltwiseOp.SUM:
+            coeffs = list(p.coeff) or [1.0] * n
+            if len(coeffs) != n:
+                raise TorchUnsupported(f"{len(coeffs)} coeff values for {n} bottoms")
+            return TorchCode(_weighted_sum(names, coeffs), fresh=True)
+        if p.operation == _EltwiseOp.MAX:
+            return TorchCode(f"eltwise_max({', '.join(names)})", helpers=("eltwise_max",),
+                             fresh=True)
+        raise TorchUnsupported(f"unknown Eltwise operation {p.operation}")
+
+
+def _weighted_sum(names: list, coeffs: list) -> str:
+    """``c0 * b0 + c1 * b1 ...`` as readable source: 1 left out, negative coefficients as a
+    subtraction of |c| * b (the same float32 result as adding c * b)."""
+    text = ""
+    for i, (name, coeff) in enumerate(zip(names, coeffs)):
+        magnitude = abs(coeff) if i else coeff
+        term = name if magnitude == 1 else "-" + name if magnitude == -1 else \
+            f"{torch_number(magnitude)} * {name}"
+        if i == 0:
+            text = term
+        else:
+            text += f" {'-' if coeff < 0 else '+'} {term}"
+    return text
+
+
+torch_helper("eltwise_max", '''
+def eltwise_max(first, *others):
+    """Caffe's Eltwise MAX: first > second ? first : second, then each later input replaces
+    the running maximum where it is greater. A NaN loses to the next input where it is the
+    running value and never wins where it is the next input (torch.maximum propagates it)."""
+    top = torch.where(first > others[0], first, others[0])
+    for other in others[1:]:
+        top = torch.where(other > top, other, top)
+    return top
+''')
+
 
 @register
 class FlattenSpec(StructureSpec):
@@ -280,6 +392,28 @@ class FlattenSpec(StructureSpec):
     def forward(self, layer: Any, bottoms: list, blobs: list, context: Any) -> list:
         """A reshaped view of the input (Caffe's top shares the bottom's data)."""
         return [bottoms[0].reshape(_top_shapes(self, layer, bottoms)[0])]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """``x.flatten(axis, end_axis)`` (end_axis left out when it is the last axis). Caffe
+        allows end_axis just before axis, which inserts an axis of size 1 there (torch.flatten
+        refuses): ``x.unsqueeze(axis)``."""
+        p = layer.flatten_param
+        x = _bottom_shape(context)
+        start, end = p.axis, p.end_axis
+        if x is not None:
+            start, end = _torch_axis(start, x), _torch_axis(end, x)
+            if end + 1 < start:
+                raise TorchUnsupported(f"end_axis {p.end_axis} comes before axis {p.axis}")
+            if end + 1 == start:
+                return TorchCode(f"{{b0}}.unsqueeze({start})")
+            if end == len(x) - 1:
+                end = -1
+        elif (start < 0) == (end < 0) and end < start:
+            raise TorchUnsupported(f"end_axis {p.end_axis} does not come after axis {p.axis} "
+                                   f"(give --input-shape)")
+        if end == -1:
+            return TorchCode(f"{{b0}}.flatten({start})")
+        return TorchCode(f"{{b0}}.flatten({start}, {end})")
 
 
 @register
@@ -359,6 +493,65 @@ class ReshapeSpec(StructureSpec):
         """A reshaped view of the input (Caffe's top shares the bottom's data)."""
         return [bottoms[0].reshape(_top_shapes(self, layer, bottoms)[0])]
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """``x.reshape(...)`` with Caffe's rule written out so that it holds at run time: the
+        input's axes before ``axis`` and after the replaced ones come from ``x.shape``, a 0
+        copies the input's dimension at its position, -1 is left to PyTorch (inferred from
+        the count, as Caffe does). The module then takes any batch size Caffe's net takes."""
+        problems = [q for q in self.check(layer) if q.severity == "error"]
+        if problems:
+            raise TorchUnsupported(problems[0].message)
+        p = layer.reshape_param
+        dims = blob_dims(p.shape)
+        x = _bottom_shape(context)
+        rank = None if x is None else len(x)
+        if p.axis < 0 and rank is None:
+            raise TorchUnsupported("the input's rank is unknown (give --input-shape)")
+        start = p.axis if p.axis >= 0 else rank + p.axis + 1
+        end = rank if p.num_axes == -1 else start + p.num_axes  # None: unknown rank, to the end
+        if rank is not None and not 0 <= start <= end <= rank:
+            raise TorchUnsupported(f"axis {p.axis} with num_axes {p.num_axes} is out of range "
+                                   f"for an input with {rank} axes")
+        if rank is not None and any(d == 0 and start + i >= rank for i, d in enumerate(dims)):
+            raise TorchUnsupported("a 0 in the new shape copies an input axis that does not "
+                                   "exist")
+        # Each top axis: the input axis whose size it copies (an int) or a size (source text).
+        items: list = list(range(start))
+        items += [start + i if d == 0 else str(d) for i, d in enumerate(dims)]
+        rest = None  # with an unknown rank, the input's axes from here on follow
+        if rank is not None:
+            items += list(range(end, rank))
+        elif end is not None:
+            rest = end
+        return TorchCode(f"{{b0}}.reshape({_shape_source(items, rest, rank)})")
+
+
+def _shape_source(items: list, rest: Optional[int], rank: Optional[int]) -> str:
+    """Reshape's arguments: sizes as written, ``x.shape[i]`` for a copied input axis, and
+    ``*x.shape[i:j]`` for a run of three or more; ``*x.shape[rest:]`` at the end."""
+    parts: list = []
+    i = 0
+    while i < len(items):
+        item = items[i]
+        j = i
+        if not isinstance(item, str):
+            while j + 1 < len(items) and items[j + 1] == items[j] + 1 \
+                    and not isinstance(items[j + 1], str):
+                j += 1
+        if isinstance(item, str):
+            parts.append(item)
+        elif j - i < 2:
+            parts += [f"{{b0}}.shape[{axis}]" for axis in items[i:j + 1]]
+        elif item == 0 and items[j] + 1 == rank:
+            parts.append("*{b0}.shape")
+        else:
+            stop = "" if items[j] + 1 == rank else str(items[j] + 1)
+            parts.append(f"*{{b0}}.shape[{item or ''}:{stop}]")
+        i = j + 1
+    if rest is not None:
+        parts.append(f"*{{b0}}.shape[{rest}:]")
+    return ", ".join(parts) if parts else "()"
+
 
 @register
 class CropSpec(StructureSpec):
@@ -412,6 +605,24 @@ class CropSpec(StructureSpec):
             index.append(slice(offset, offset + shape[i]))
         return [x[tuple(index)].copy()]
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """Slicing: ``x[:, :, o:o + r.shape[2], o:o + r.shape[3]]``: from ``axis`` on, each
+        axis from its offset for the size of bottom 1 on that axis (read at run time); the
+        axes before ``axis`` whole. A view (Caffe copies): never overwritten in place."""
+        p = layer.crop_param
+        x = _bottom_shape(context)
+        start = _torch_axis(p.axis, x)
+        offsets = list(p.offset)
+        if len(offsets) > 1 and start + len(offsets) != len(x):
+            raise TorchUnsupported(f"{len(offsets)} offsets for the {len(x) - start} axes "
+                                   f"from axis {start}")
+        index = [":"] * start
+        for i in range(start, len(x)):
+            offset = offsets[0] if len(offsets) == 1 else offsets[i - start] if offsets else 0
+            size = f"{{b1}}.shape[{i}]"
+            index.append(f"{offset}:{offset} + {size}" if offset else f":{size}")
+        return TorchCode(f"{{b0}}[{', '.join(index)}]")
+
 
 @register
 class TileSpec(StructureSpec):
@@ -446,6 +657,18 @@ class TileSpec(StructureSpec):
         reps = [1] * x.ndim
         reps[axis] = layer.tile_param.tiles
         return [np.tile(x, reps)]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """``x.repeat(1, tiles, 1...)``: each block of axes axis.. repeated ``tiles`` times,
+        what np.tile and Caffe's loops compute."""
+        p = layer.tile_param
+        if not has(p, "tiles") or p.tiles <= 0:
+            raise TorchUnsupported("tiles must be given and positive")
+        x = _bottom_shape(context)
+        axis = _torch_axis(p.axis, x)
+        reps = ["1"] * len(x)
+        reps[axis] = str(p.tiles)
+        return TorchCode(f"{{b0}}.repeat({', '.join(reps)})", fresh=True)
 
 
 @register
@@ -489,6 +712,29 @@ class ReductionSpec(StructureSpec):
             y *= coeff
         return [np.asarray(y, dtype=dtype).reshape(outer)]
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """``x.sum(dims)``, ``x.abs().sum(dims)``, ``x.square().sum(dims)`` or ``x.mean(dims)``
+        over the axes from ``axis`` on (all of them: ``.sum()``), times coeff. (Caffe scales
+        the sum by coeff / count for MEAN: the same value within float32 rounding.) With an
+        unknown rank the axes are flattened first: ``x.flatten(axis).sum(-1)``."""
+        p = layer.reduction_param
+        operations = {_ReductionOp.SUM: ("", "sum"), _ReductionOp.ASUM: (".abs()", "sum"),
+                      _ReductionOp.SUMSQ: (".square()", "sum"), _ReductionOp.MEAN: ("", "mean")}
+        if p.operation not in operations:
+            raise TorchUnsupported(f"unknown Reduction operation {p.operation}")
+        term, method = operations[p.operation]
+        x = _bottom_shape(context)
+        if x is None:
+            expression = f"{{b0}}.flatten({p.axis}){term}.{method}(-1)"
+        else:
+            axis = _torch_axis(p.axis, x)
+            dims = tuple(range(axis, len(x)))
+            argument = "" if axis == 0 else str(axis) if len(dims) == 1 else str(dims)
+            expression = f"{{b0}}{term}.{method}({argument})"
+        if p.coeff != 1:
+            expression = f"{torch_number(p.coeff)} * {expression}"
+        return TorchCode(expression, fresh=True)
+
 
 @register
 class FilterSpec(StructureSpec):
@@ -531,6 +777,15 @@ class FilterSpec(StructureSpec):
         items = selector.shape[0] if selector.ndim else 0
         keep = np.flatnonzero(selector.reshape(-1)[:items] != 0)
         return [np.take(b, keep, axis=0) for b in bottoms[:-1]]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """``x[selector.flatten() != 0]`` for each filtered bottom: boolean indexing keeps the
+        selected items in order (the output size depends on the data: fine in eager mode)."""
+        n = len(layer.bottom)
+        if n < 2:
+            raise TorchUnsupported("Filter needs a selector (its last bottom)")
+        keep = f"{{b{n - 1}}}.flatten() != 0"
+        return TorchCode([f"{{b{i}}}[{keep}]" for i in range(n - 1)], fresh=True)
 
 
 @register
@@ -606,6 +861,41 @@ class ArgMaxSpec(StructureSpec):
             result = indices[:, None, :]
         return [result.reshape(shape)]
 
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """The helper ``argmax_like_caffe``: torch.topk and torch.argmax order equal values
+        differently from Caffe (which puts the larger index first), and the layout without
+        ``axis`` is Caffe's own."""
+        p = layer.argmax_param
+        if p.top_k < 1:
+            raise TorchUnsupported("top_k must be at least 1")
+        args = ["{b0}", str(p.top_k)]
+        if has(p, "axis"):
+            args.append(f"axis={p.axis}")
+        if p.out_max_val:
+            args.append("out_max_val=True")
+        return TorchCode(f"argmax_like_caffe({', '.join(args)})",
+                         helpers=("argmax_like_caffe",), fresh=True)
+
+
+torch_helper("argmax_like_caffe", '''
+def argmax_like_caffe(x, top_k, axis=None, out_max_val=False):
+    """Caffe's ArgMax: the top_k largest values and their indices (as floats), larger values
+    first and, among equal values, the larger index first (Caffe sorts (value, index) pairs
+    with std::greater). With axis: along it, the values (out_max_val) or else the indices in
+    its place. Without: over each item, an (N, 1 or 2, top_k, 1...) top holding the indices
+    (then the values, with out_max_val)."""
+    rows = x if axis is not None else x.reshape(x.shape[0], -1)
+    dim = axis if axis is not None else 1
+    # Reversed, a stable descending sort puts the larger index first among equal values.
+    values, order = rows.flip(dim).sort(dim=dim, descending=True, stable=True)
+    values = values.narrow(dim, 0, top_k)
+    indices = (rows.shape[dim] - 1 - order.narrow(dim, 0, top_k)).to(x.dtype)
+    if axis is not None:
+        return values if out_max_val else indices
+    top = torch.stack([indices, values], 1) if out_max_val else indices[:, None]
+    return top.reshape(top.shape + (1,) * (x.dim() - 3))
+''')
+
 
 @register
 class BatchReindexSpec(StructureSpec):
@@ -633,6 +923,10 @@ class BatchReindexSpec(StructureSpec):
             raise ValueError(f"index {value:g} in bottom 1 is outside the {x.shape[0]} items "
                              f"of bottom 0")
         return [np.take(x, permutation.astype(np.int64), axis=0)]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """``x[indices.long()]``: the indices come as floats, truncated as Caffe's cast does."""
+        return TorchCode("{b0}[{b1}.long()]", fresh=True)
 
 
 @register
@@ -666,3 +960,28 @@ class ParameterSpec(StructureSpec):
         from writing into the learned parameter)."""
         shape = _top_shapes(self, layer, bottoms)[0]
         return [np.array(blobs[0], dtype=context.dtype, copy=True).reshape(shape)]
+
+    def torch(self, layer: Any, context: TorchContext) -> TorchCode:
+        """The helper module ``CaffeParameter`` holding the blob as an ``nn.Parameter``
+        (state key ``blob``); its output is the parameter itself, so it is not fresh."""
+        problems = [q for q in self.check(layer) if q.severity == "error"]
+        if problems:
+            raise TorchUnsupported(problems[0].message)
+        shape = blob_dims(layer.parameter_param.shape)
+        literal = "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+        return TorchCode("{m}()", module=f"CaffeParameter({literal})",
+                         state={"blob": lambda blobs, fused: np.reshape(blobs[0], shape)},
+                         helpers=("CaffeParameter",))
+
+
+torch_helper("CaffeParameter", '''
+class CaffeParameter(nn.Module):
+    """Caffe's Parameter layer: no input, its learned blob as the output."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.blob = nn.Parameter(torch.zeros(shape))
+
+    def forward(self):
+        return self.blob
+''')
