@@ -493,9 +493,13 @@ class ReLUSpec(NeuronSpec):
         return [y]
 
     def torch(self, layer: Any, context: TorchContext) -> TorchCode:
-        """F.leaky_relu computes x > 0 ? x : slope x, Caffe's formula value for value, even
-        with slope 0: -inf gives 0 * -inf = NaN as in Caffe (torch.relu gives 0)."""
-        number = torch_number(layer.relu_param.negative_slope)
+        """torch.relu with slope 0, else F.leaky_relu (x > 0 ? x : slope x). One value
+        differs: Caffe computes max(x, 0) + slope min(x, 0), so -inf gives 0 * -inf = NaN
+        where torch.relu gives 0."""
+        slope = layer.relu_param.negative_slope
+        if slope == 0:
+            return TorchCode("torch.relu({b0})", inplace="torch.relu_({b0})")
+        number = torch_number(slope)
         # (in place, autograd computes the gradient from the output: only for slope >= 0)
         inplace = f"F.leaky_relu_({{b0}}, {number})" \
             if layer.relu_param.negative_slope >= 0 else None
