@@ -99,6 +99,22 @@ def infer_shapes(view: Any, input_shapes: Optional[dict] = None) -> ShapeResult:
                 del context.problems[before:]
                 for index, shape in enumerate(computed[:len(tops)]):
                     tops[index] = None if shape is None else tuple(shape)
+                if spec.is_data and layer.type != "Input":
+                    _follow_given_batch(layer, tops, context.input_shapes)
         for ref, shape in zip(refs_out, tops):
             result.shapes[ref] = shape
     return result
+
+
+def _follow_given_batch(layer: Any, tops: list, given: dict) -> None:
+    """A data layer's tops share one batch size: when --input-shape resizes one top (the
+    data) and not the others (the labels), they take its batch size."""
+    names = list(layer.tops)
+    batches = {given[name][0] for name in names if name in given and given[name]}
+    if len(batches) != 1:
+        return
+    (batch,) = batches
+    for index, name in enumerate(names[:len(tops)]):
+        shape = tops[index]
+        if name not in given and shape:
+            tops[index] = (batch,) + tuple(shape[1:])
