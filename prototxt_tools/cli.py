@@ -581,9 +581,10 @@ def cmd_to_pytorch(args: argparse.Namespace) -> int:
                                      if args.weights else None)
     if state_path and _same_file(state_path, args.output):
         raise PrototxtError("-o and --state-dict name the same file")
+    outputs = [name for name in args.outputs.split(",") if name] if args.outputs else None
     export = to_pytorch(args.net, args.weights, class_name=args.class_name,
                         phase=_phase(args.phase), input_shapes=shapes, fold_bn=args.fold_bn,
-                        stages=args.stage or ())
+                        stages=args.stage or (), outputs=outputs)
     for note in export.notes:
         print(f"note: {note}", file=sys.stderr)
     check = args.verify if args.verify is not None else _torch_available()
@@ -600,7 +601,7 @@ def cmd_to_pytorch(args: argparse.Namespace) -> int:
             weights = {name: arrays for name, _, arrays in init_weights(net, args.seed)}
             checked = to_pytorch(args.net, weights, class_name=args.class_name,
                                  phase=_phase(args.phase), input_shapes=shapes,
-                                 stages=args.stage or ())
+                                 stages=args.stage or (), outputs=outputs)
         errors = verify(checked, _verify_net(args, shapes), weights, seed=args.seed,
                         input_shapes=shapes, phase=_phase(args.phase))
         for name, (absolute, relative) in errors.items():
@@ -1081,6 +1082,9 @@ def build_parser() -> argparse.ArgumentParser:
     torch_cmd.add_argument("--state-dict", metavar="MODEL.pt",
                            help="where the weights go (default: -o with .pt)")
     torch_cmd.add_argument("--class-name", default="Net", metavar="NAME")
+    torch_cmd.add_argument("--outputs", metavar="BLOB[,BLOB...]",
+                           help="the blobs forward returns (default: the net's outputs, the "
+                                "blobs no layer reads), e.g. fc1000,prob")
     torch_cmd.add_argument("--fold-bn", action="store_true",
                            help="fold BatchNorm into the layers before it first")
     verify_flags = torch_cmd.add_mutually_exclusive_group()

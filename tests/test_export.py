@@ -28,8 +28,8 @@ torch = pytest.importorskip("torch")
 RTOL = 1e-4  # whole nets: float32 sums in another order over dozens of layers
 
 #: Input shapes the train_val samples need (their data layers do not say).
-SAMPLE_SHAPES = {"lenet_bn_train_val.prototxt": {"data": (4, 1, 28, 28)},
-                 "lenet_v1.prototxt": {"data": (4, 1, 28, 28)}}
+SAMPLE_SHAPES = {"lenet_bn_train_val.prototxt": {"data": (4, 1, 28, 28), "label": (4,)},
+                 "lenet_v1.prototxt": {"data": (4, 1, 28, 28), "label": (4,)}}
 
 
 def _net(path, shapes=None) -> Net:
@@ -40,10 +40,21 @@ def _weights(net: Net, seed: int = 1) -> dict:
     return {name: arrays for name, _, arrays in init_weights(net, seed)}
 
 
+def _compared_blobs(net: Net) -> list:
+    """The net's outputs and, for an output a Softmax or Sigmoid computes, its input as well:
+    with random weights a softmax saturates to exact 0s and 1s, which would hide errors."""
+    view = net.view(TEST)
+    names = [ref.name for ref in view.net_outputs if ref.name]
+    for layer in view.layers:
+        if layer.type in ("Softmax", "Sigmoid") and set(layer.tops) & set(names):
+            names += [name for name in layer.bottoms if name not in names]
+    return names
+
+
 def _check_whole_net(path, shapes=None) -> dict:
     net = _net(path, shapes)
     weights = _weights(net)
-    export = to_pytorch(net, weights)
+    export = to_pytorch(net, weights, outputs=_compared_blobs(net))
     errors = verify(export, net, weights, input_shapes=shapes)
     for name, (absolute, relative) in errors.items():
         assert relative <= RTOL, (name, absolute, relative)
@@ -59,7 +70,7 @@ def test_every_layer_type_the_executor_runs_has_torch_code():
     assert no_code == []
 
 
-# -- samples and corpus ------------------------------------------------------------------------------
+# -- samples and corpus ---------------------------------------------------------------------------
 
 def _sample_nets() -> list:
     return [pytest.param(path, SAMPLE_SHAPES.get(path.name), id=path.name)
@@ -141,10 +152,14 @@ def test_resnet50_code_reads_like_hand_written_pytorch():
 
 def test_names_are_sanitised_unique_and_mapped():
     text = '''name: "odd names"
-layer { name: "in" type: "Input" top: "data/0" input_param { shape { dim: 1 dim: 3 dim: 4 dim: 4 } } }
-layer { name: "conv/1" type: "Convolution" bottom: "data/0" top: "conv/1" convolution_param { num_output: 2 kernel_size: 1 } }
-layer { name: "conv_1" type: "Convolution" bottom: "conv/1" top: "class" convolution_param { num_output: 2 kernel_size: 1 } }
-layer { name: "3x3" type: "Convolution" bottom: "class" top: "3x3" convolution_param { num_output: 2 kernel_size: 1 } }
+layer { name: "in" type: "Input" top: "data/0"
+  input_param { shape { dim: 1 dim: 3 dim: 4 dim: 4 } } }
+layer { name: "conv/1" type: "Convolution" bottom: "data/0" top: "conv/1"
+  convolution_param { num_output: 2 kernel_size: 1 } }
+layer { name: "conv_1" type: "Convolution" bottom: "conv/1" top: "class"
+  convolution_param { num_output: 2 kernel_size: 1 } }
+layer { name: "3x3" type: "Convolution" bottom: "class" top: "3x3"
+  convolution_param { num_output: 2 kernel_size: 1 } }
 '''
     export = to_pytorch(text)
     assert export.names == {"conv_1": "conv/1", "conv_1_2": "conv_1", "l3x3": "3x3"}
@@ -155,11 +170,15 @@ layer { name: "3x3" type: "Convolution" bottom: "class" top: "3x3" convolution_p
 
 def test_any_batch_size_and_several_outputs():
     text = '''name: "two"
-layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 6 dim: 6 } } }
-layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 4 kernel_size: 3 } }
-layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "data" type: "Input" top: "data"
+  input_param { shape { dim: 1 dim: 3 dim: 6 dim: 6 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool"
+  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
 layer { name: "flat" type: "Flatten" bottom: "pool" top: "flat" }
-layer { name: "fc" type: "InnerProduct" bottom: "flat" top: "fc" inner_product_param { num_output: 5 } }
+layer { name: "fc" type: "InnerProduct" bottom: "flat" top: "fc"
+  inner_product_param { num_output: 5 } }
 layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
 layer { name: "side" type: "Sigmoid" bottom: "conv" top: "side" }
 '''
@@ -306,3 +325,36 @@ def test_command_verification_failure_writes_nothing(tmp_path):
         assert code == 1 and "over the tolerance" in stderr and not out.exists()
     finally:
         base._REGISTRY.pop("Wrong", None)
+
+
+def test_stochastic_pooling_samples_cells_of_their_windows_in_train_mode():
+    """TEST computes Caffe's sum(x^2) / sum(x) (the one-layer tests compare it); in train mode
+    the module samples as Caffe's TRAIN does, as SPP does at TEST: every value is a cell of
+    its window (windows of one positive cell give that cell)."""
+    text = ('layer { name: "data" type: "Input" top: "data" '
+            'input_param { shape { dim: 2 dim: 3 dim: 8 dim: 8 } } }\n'
+            'layer { name: "pool" type: "Pooling" bottom: "data" top: "pool" '
+            'pooling_param { pool: STOCHASTIC kernel_size: 2 stride: 2 } }\n'
+            'layer { name: "spp" type: "SPP" bottom: "data" top: "spp" '
+            'spp_param { pool: STOCHASTIC pyramid_height: 2 } }\n')
+    model = load_module(to_pytorch(parse(text)))
+    x = torch.from_numpy(np.abs(np.random.default_rng(3).standard_normal((2, 3, 8, 8)))
+                         .astype(np.float32))
+    x[0, 0, :2, :2] = torch.tensor([[0.0, 0.0], [0.0, 5.0]])
+    windows = x.unfold(2, 2, 2).unfold(3, 2, 2).reshape(2, 3, 4, 4, 4)
+    model.train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        result = model(x)
+    pooled = result["pool"]
+    assert ((windows == pooled[..., None]).any(-1)).all()
+    assert pooled[0, 0, 0, 0] == 5.0
+    spp = result["spp"]  # level 0 (one 8x8 bin per channel), then level 1 (2x2 bins of 4x4)
+    assert ((x.flatten(2) == spp[:, :3, None]).any(-1)).all()
+    quarters = x.unfold(2, 4, 4).unfold(3, 4, 4).reshape(2, 3, 4, 16)
+    assert ((quarters == spp[:, 3:].reshape(2, 3, 4, 1)).any(-1)).all()
+    model.eval()
+    with torch.no_grad():
+        again = model(x)["pool"]
+    expected = (windows * windows).sum(-1) / windows.sum(-1)
+    torch.testing.assert_close(again, expected)

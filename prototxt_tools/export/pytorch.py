@@ -10,6 +10,7 @@ definitions, the state_dict. :func:`verify` runs the emitted module against the 
 
 from __future__ import annotations
 
+import builtins
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import PrototxtError
-from ..layers.base import TEST, TorchCode, TorchContext, TorchUnsupported, torch_helpers
+from ..layers.base import TEST, TorchCode, TorchContext, TorchUnsupported, \
+    torch_helper_names, torch_helpers
 from ..net.model import Layer, Net, NetView
 from ..syntax.tree import Document
 
@@ -44,9 +46,13 @@ class PyTorchExport:
 def to_pytorch(net: Union[str, bytes, Path, Document, Net], weights: Any = None, *,
                class_name: str = "Net", phase: int = TEST, input_shapes: Optional[dict] = None,
                stages: Sequence[str] = (), level: Optional[int] = None,
-               fold_bn: bool = False, path: Optional[str] = None) -> PyTorchExport:
+               fold_bn: bool = False, path: Optional[str] = None,
+               outputs: Optional[Sequence[str]] = None) -> PyTorchExport:
     """The PyTorch module for ``net`` (text, Document, Net or path) and, with ``weights`` (a
     .caffemodel path, {layer: [arrays]}, triples or a NetParameter), its state_dict.
+
+    ``outputs``: the blobs ``forward`` returns (their final values), instead of the net's
+    outputs (blobs no layer reads); a logits blob next to ``prob``, say.
 
     ``fold_bn`` first folds BatchNorm into the layers before it (needs the weights). Raises
     PrototxtError naming every layer PyTorch cannot express."""
@@ -62,7 +68,7 @@ def to_pytorch(net: Union[str, bytes, Path, Document, Net], weights: Any = None,
         raise _located(layer, f"layer '{layer.name}' reads '{layer.bottoms[index]}', which no "
                               f"earlier layer produces")
     blobs = _matched_weights(view, weights) if weights is not None else None
-    return _Writer(loaded, view, blobs, class_name, notes).write()
+    return _Writer(loaded, view, blobs, class_name, notes, outputs).write()
 
 
 # -- loading ------------------------------------------------------------------------------------
@@ -124,6 +130,21 @@ def identifier(name: str) -> str:
     return text
 
 
+def _module_attributes() -> set:
+    """Names an attribute of an nn.Module must not take (``self.training = nn.Conv2d(...)``
+    would break the module)."""
+    try:
+        from torch import nn
+    except ImportError:  # the source can be written without torch; these are the common ones
+        return {"training", "forward", "eval", "train", "to", "cuda", "cpu", "float", "half",
+                "double", "type", "apply", "parameters", "buffers", "children", "modules",
+                "state_dict", "load_state_dict", "zero_grad", "register_buffer",
+                "register_parameter", "add_module", "get_submodule", "named_modules",
+                "named_parameters", "named_buffers", "named_children", "requires_grad_",
+                "extra_repr", "share_memory", "compile", "dump_patches", "call_super_init"}
+    return {name for name in dir(nn.Module) if not name.startswith("__")} | {"training"}
+
+
 class _Names:
     """Unique identifiers for one namespace, remembering what each stands for."""
 
@@ -161,15 +182,16 @@ class _Step:
 
 class _Writer:
     def __init__(self, net: Net, view: NetView, blobs: Optional[dict], class_name: str,
-                 notes: list):
+                 notes: list, outputs: Optional[Sequence[str]] = None):
         self.net = net
         self.view = view
         self.blobs = blobs
         self.class_name = class_name
         self.notes = notes
-        self.attrs = _Names()
-        self.variables = _Names()
+        self.attrs = _Names(_module_attributes())
+        self.variables = _Names(set(dir(builtins)) | set(torch_helper_names()) | {class_name})
         self.shapes = view.shapes
+        self.output_refs = self._output_refs(outputs)
 
     def write(self) -> PyTorchExport:
         view = self.view
@@ -208,12 +230,28 @@ class _Writer:
             raise self._unsupported_error(unsupported)
         input_refs = {ref for layer in view.layers if layer.spec is not None
                       and layer.spec.is_data for ref in view.outputs.get(layer.index, [])}
-        outputs = [ref.name for ref in view.net_outputs if ref.name and ref not in input_refs]
+        outputs = [ref.name for ref in self.output_refs if ref.name and ref not in input_refs]
         source = self._source(steps, inputs, input_shapes, outputs)
         state = self._state(steps) if self.blobs is not None else None
         names = {step.attr: step.layer.name for step in steps if step.attr}
         return PyTorchExport(source, self.class_name, state, inputs, input_shapes, outputs,
                              names, dict(self.variables.by_key), self.notes)
+
+    def _output_refs(self, names: Optional[Sequence[str]]) -> list:
+        view = self.view
+        if names is None:
+            return list(view.net_outputs)
+        final: dict = {}
+        for layer in view.layers:
+            for ref in view.outputs.get(layer.index, []):
+                if ref.name:
+                    final[ref.name] = ref
+        unknown = [name for name in names if name not in final]
+        if unknown:
+            known = ", ".join(list(final)[:8]) + (", ..." if len(final) > 8 else "")
+            raise PrototxtError(f"no blob named {', '.join(repr(n) for n in unknown)} in the "
+                                f"{view.state.describe()} net (blobs: {known})")
+        return [final[name] for name in dict.fromkeys(names)]
 
     # -- per layer ---------------------------------------------------------------------------
     def _context(self, layer: Layer, fused: Optional[Layer]) -> TorchContext:
@@ -299,9 +337,7 @@ class _Writer:
         helpers: list = []
         for step in steps:
             helpers.extend(step.code.helpers)
-        lines = self._header(inputs, input_shapes, outputs)
-        lines += ["", "import torch", "import torch.nn.functional as F", "from torch import nn",
-                  ""]
+        lines = []
         for source in torch_helpers(dict.fromkeys(helpers)):
             lines += ["", source.rstrip("\n"), ""]
         lines += ["", f"class {self.class_name}(nn.Module):"]
@@ -309,18 +345,28 @@ class _Writer:
         lines += ["", "    def __init__(self):", "        super().__init__()"]
         for step in steps:
             if step.attr:
-                lines.append(f"        self.{step.attr} = {step.code.module}")
+                lines += wrap_line(f"        self.{step.attr} = {step.code.module}")
         args = ", ".join(self.variables.get(name) for name in inputs)
         lines += ["", f"    def forward(self, {args}):" if args else "    def forward(self):"]
         lines += self._forward_body(steps, inputs, outputs)
+        code = "\n".join(lines)
+        imports = [line for line, used in (
+            ("import torch", re.search(r"(?<![.\w])torch\.", code)),
+            ("import torch.nn.functional as F", re.search(r"(?<![.\w])F\.", code)),
+            ("from torch import nn", True)) if used]
+        lines = self._header(inputs, input_shapes, outputs) + [""] + imports + [""] + lines
         return "\n".join(lines).rstrip("\n") + "\n"
 
     def _header(self, inputs: list, input_shapes: dict, outputs: list) -> list:
         source = self.net.document.path if self.net.document is not None else None
         name = self.net.upgraded.name or "net"
         shape = ", ".join(f"{n} {_fmt(input_shapes.get(n))}" for n in inputs) or "none"
-        lines = ['"""' + f"PyTorch version of the Caffe net '{name}'"
-                 + (f" ({Path(source).name})" if source else "") + ".", "",
+        title = '"""' + f"PyTorch version of the Caffe net '{name}'"
+        if source:
+            title += f" ({Path(source).name})"
+            if len(title) >= WIDTH:  # the file name alone on a line (a lone word may be long)
+                title = title[:title.rindex(" (")] + f"\n({Path(source).name})"
+        lines = [title + ".", "",
                  f"Written by prototxt-tools {__version__}; computes what Caffe computes at "
                  f"TEST.", f"Inputs: {shape}.",
                  f"Returns: {', '.join(outputs) if len(outputs) != 1 else outputs[0]}"
@@ -350,7 +396,7 @@ class _Writer:
         for position, step in enumerate(steps):
             for ref in step.bottom_refs:
                 last_read[ref] = position
-        for ref in view.net_outputs:
+        for ref in self.output_refs:
             last_read[ref] = len(steps)
         fresh: set = set()  # BlobRefs held by tensors nothing else shares
         input_refs = {ref for layer in view.layers if layer.spec is not None
@@ -366,11 +412,11 @@ class _Writer:
                 expressions = code.expressions
             rendered = [_render(text, values) for text in expressions]
             if code.tuple_tops:
-                body.append(f"        {', '.join(step.tops)} = {rendered[0]}")
+                body += wrap_line(f"        {', '.join(step.tops)} = {rendered[0]}")
             else:
                 for top, text in zip(step.tops, rendered):
                     if top != text:
-                        body.append(f"        {top} = {text}")
+                        body += wrap_line(f"        {top} = {text}")
             if code.fresh:
                 fresh.update(step.top_refs)
             else:  # the tops may share memory with the bottoms: neither may be overwritten
@@ -380,7 +426,7 @@ class _Writer:
             body.append(f"        return {self.variables.get(outputs[0])}")
         else:
             items = ", ".join(f"{name!r}: {self.variables.get(name)}" for name in outputs)
-            body.append(f"        return {{{items}}}")
+            body += wrap_line(f"        return {{{items}}}")
         return body
 
     # -- weights -------------------------------------------------------------------------------
@@ -395,6 +441,85 @@ class _Writer:
                 array = np.ascontiguousarray(convert(list(blobs), list(fused)), np.float32)
                 state[f"{step.attr}.{key}"] = array
         return state
+
+
+WIDTH = 100  # the emitted code's line length
+
+
+def wrap_line(line: str, width: int = WIDTH) -> list:
+    """A statement longer than ``width`` broken after the first bracket that lets it fit:
+    the bracket's items on the following lines (hanging indent of 4), filled greedily; an
+    item still too long is broken the same way. Brackets inside string literals are not
+    brackets. A line that cannot be broken is returned as it is."""
+    if len(line) <= width:
+        return [line]
+    indent = len(line) - len(line.lstrip(" "))
+    for start, end in _brackets(line):
+        head, inner, tail = line[:start + 1], line[start + 1:end], line[end:]
+        items = _split_items(inner)
+        if len(head) > width or not items:
+            continue
+        pad = " " * (indent + 4)
+        rows: list = []
+        current = pad + items[0]
+        for item in items[1:]:
+            if len(current) + 2 + len(item) + 1 <= width:
+                current += ", " + item
+            else:
+                rows.append(current + ",")
+                current = pad + item
+        rows.append(current + tail)
+        result = [head]
+        for row in rows:
+            result += wrap_line(row, width) if len(row) > width else [row]
+        return result
+    return [line]
+
+
+def _brackets(line: str) -> list:
+    """(open, close) index pairs of the line's brackets, by opening position."""
+    pairs, stack, quote, i = [], [], None, 0
+    while i < len(line):
+        char = line[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            stack.append(i)
+        elif char in ")]}" and stack:
+            pairs.append((stack.pop(), i))
+        i += 1
+    return sorted(pairs)
+
+
+def _split_items(text: str) -> list:
+    """``text`` split at its top-level commas (outside brackets and strings), stripped."""
+    items, depth, quote, start, i = [], 0, None, 0, 0
+    while i < len(text):
+        char = text[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append(text[start:i].strip())
+            start = i + 1
+        i += 1
+    last = text[start:].strip()
+    if last:
+        items.append(last)
+    return items
 
 
 def _render(template: str, values: dict) -> str:
@@ -439,11 +564,15 @@ def verify(export: PyTorchExport, net: Any, weights: Any = None, *, seed: int = 
     if inputs is None:
         rng = np.random.default_rng(seed)
         inputs = {}
+        labels = _label_classes(executor.view)
         for name, shape in executor.input_shapes().items():
             if shape is None or any(d is None for d in shape):
                 raise PrototxtError(f"input '{name}' has an unknown shape {_fmt(shape)}; give "
                                     f"it with --input-shape {name}=N,C,H,W")
-            inputs[name] = rng.standard_normal(shape).astype(np.float32)
+            if name in labels:
+                inputs[name] = rng.integers(0, labels[name], shape).astype(np.float32)
+            else:
+                inputs[name] = rng.standard_normal(shape).astype(np.float32)
     expected = executor.forward(inputs, outputs=export.outputs)
     if export.state is None and any(True for _ in load_module(export).parameters()):
         raise PrototxtError("verify needs the export made with the same weights")
@@ -468,3 +597,21 @@ def verify(export: PyTorchExport, net: Any, weights: Any = None, *, seed: int = 
         errors[name] = (absolute, absolute / scale)
     return errors
 
+
+def _label_classes(view: Any) -> dict:
+    """{input: class count} for the inputs a loss or Accuracy layer reads as labels (its
+    second bottom): random labels must be class indices. The count is the first bottom's
+    axis 1 (2 when unknown)."""
+    inputs = {ref for layer in view.layers if layer.spec is not None and layer.spec.is_data
+              for ref in view.outputs.get(layer.index, [])}
+    found: dict = {}
+    for layer in view.layers:
+        if layer.spec is None or layer.spec.family != "loss":
+            continue
+        refs = view.inputs.get(layer.index, [])
+        if len(refs) < 2 or refs[1] not in inputs or refs[1] is None:
+            continue
+        shape = view.shapes.shapes.get(refs[0]) if refs[0] is not None else None
+        classes = shape[1] if shape is not None and len(shape) > 1 and shape[1] else 2
+        found[refs[1].name] = min(found.get(refs[1].name, classes), classes)
+    return found

@@ -198,6 +198,11 @@ def torch_helper(name: str, source: str, requires: Sequence[str] = ()) -> None:
     _TORCH_HELPERS[name] = (source.strip("\n") + "\n", tuple(requires))
 
 
+def torch_helper_names() -> list:
+    """Every registered helper's name (emitted code must not shadow them)."""
+    return list(_TORCH_HELPERS)
+
+
 def torch_helpers(names: Iterable[str]) -> list:
     """The sources of ``names`` and what they require, dependencies first, each once."""
     _load_all()
