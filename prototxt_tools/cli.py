@@ -1066,7 +1066,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "and the module on the same random input and weights (init-weights values "
                     "from --seed without --weights) and prints each output's error; over "
                     "--tolerance nothing is written and the exit status is 1. Layers PyTorch "
-                    "cannot express are listed in one error (a --plugin may provide them).\n\n"
+                    "cannot express are listed in one error (a --plugin may provide them). "
+                    "The module works with torch.export.export and torch.onnx.export "
+                    "(dynamo=True).\n\n"
                     "exit status: 0 written, 1 verification over the tolerance, 2 unreadable "
                     "input or layers that cannot be exported",
         epilog="examples:\n"

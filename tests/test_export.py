@@ -358,3 +358,16 @@ def test_stochastic_pooling_samples_cells_of_their_windows_in_train_mode():
         again = model(x)["pool"]
     expected = (windows * windows).sum(-1) / windows.sum(-1)
     torch.testing.assert_close(again, expected)
+
+
+def test_command_outputs_chosen_blobs(tmp_path):
+    out = tmp_path / "model.py"
+    code, stdout, stderr = run(["to-pytorch", str(SAMPLES / "resnet_tiny_deploy.prototxt"),
+                                "-o", str(out), "--outputs", "fc10,prob"])
+    assert code == 0, stderr
+    assert "verify fc10:" in stdout and "verify prob:" in stdout
+    assert "return {'fc10': fc10, 'prob': prob}" in out.read_text()
+    code, _, stderr = run(["to-pytorch", str(SAMPLES / "resnet_tiny_deploy.prototxt"),
+                           "-o", str(tmp_path / "other.py"), "--outputs", "fc11"])
+    assert code == 2 and "no blob named 'fc11'" in stderr
+    assert not (tmp_path / "other.py").exists()
