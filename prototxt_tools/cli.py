@@ -725,6 +725,40 @@ def cmd_bn_stats(args: argparse.Namespace) -> int:
 
 # -- weights -----------------------------------------------------------------------------------
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .run.executor import load_net
+    from .summary import FORMATS, summarize
+
+    _load_plugins(args)
+    from .fileio import read_bytes
+    from .schema.binding import bind
+    from .syntax.parser import parse
+
+    shapes = dict(parse_input_shape(text) for text in args.input_shape or ())
+    from .schema.binding import detect_kind
+
+    document = parse(read_bytes(args.net), args.net)
+    if detect_kind(document) != "net":
+        raise PrototxtError("this is a solver, not a net: summarise the net it names",
+                            args.net)
+    errors = bind(document).errors
+    if errors:  # a net Caffe would not read is not summarised
+        raise PrototxtError.from_diagnostics(errors)
+    net = load_net(document, shapes)
+    view = net.view(_phase(args.phase), None, tuple(args.stage or ()))
+    failing = [(layer, problem) for layer, problem in view.shapes.problems
+               + view.shapes.count_problems if problem.severity == "error"]
+    if failing:  # Caffe would stop at set-up: no counts for a net that cannot run
+        layer, problem = failing[0]
+        start = layer.node.span.start if layer.node is not None else None
+        raise PrototxtError(f"layer '{layer.name}' ({layer.type}): {problem.message}",
+                            args.net, start.line if start else None,
+                            start.column if start else None)
+    summary = summarize(net, _phase(args.phase), stages=args.stage or ())
+    sys.stdout.write(FORMATS[args.format](summary))
+    return EXIT_OK
+
+
 def cmd_weights(args: argparse.Namespace) -> int:
     from .schema.caffemodel import summarize
 
@@ -1148,6 +1182,42 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("-v", "--verbose", action="store_true",
                        help="print each layer's change against the old statistics")
     stats.set_defaults(handler=cmd_bn_stats)
+
+    summary = commands.add_parser(
+        "summary", formatter_class=_Formatter,
+        help="per-layer table: top shapes, parameters, MACs, activation memory",
+        description="One row per layer of the net in the given phase: its top shapes (from "
+                    "the net's inputs or --input-shape), its parameter count, its "
+                    "multiply-adds (MACs) for one forward pass and the memory of the tops it "
+                    "creates; totals at the end. Counting conventions: parameters are the "
+                    "values of learned blobs (weights, biases, Scale gamma/beta, PReLU "
+                    "slopes); BatchNorm's mean, variance and scale factor are statistics, "
+                    "counted apart; a blob shared by name counts once. A MAC is one "
+                    "multiply-add: Convolution counts (channels/group x kernel) per output "
+                    "value, Deconvolution per input value, InnerProduct K per output, LSTM/RNN "
+                    "each weight matrix per time step; BatchNorm, Scale and PReLU one per "
+                    "value, LRN its window (+1) per value, MVN 2 per value with "
+                    "normalize_variance, Eltwise PROD one per value per extra bottom (SUM "
+                    "with coefficients one per bottom); pooling, ReLU and other comparisons, "
+                    "plain additions (Eltwise SUM, Bias), softmax, copies and lookups count 0. "
+                    "Memory is float32 bytes; a layer computing in place creates none and is "
+                    "shown indented, with its host (the layer whose blob it rewrites).\n\n"
+                    "exit status: 0 printed, 2 unreadable input",
+        epilog="examples:\n"
+               "  prototxt summary deploy.prototxt\n"
+               "  prototxt summary train_val.prototxt --phase TRAIN --input-shape "
+               "data=32,3,224,224\n"
+               "  prototxt summary deploy.prototxt --format csv > layers.csv",
+    )
+    summary.add_argument("net", metavar="NET")
+    summary.add_argument("--phase", choices=["TEST", "TRAIN"], default="TEST")
+    summary.add_argument("--stage", action="append", metavar="NAME")
+    summary.add_argument("--input-shape", action="append", metavar="NAME=N,C,H,W")
+    summary.add_argument("--format", choices=["text", "json", "csv", "markdown"],
+                         default="text")
+    summary.add_argument("--plugin", action="append", metavar="FILE.py",
+                         help="a Python file registering fork layers")
+    summary.set_defaults(handler=cmd_summary)
 
     weights = commands.add_parser(
         "weights", formatter_class=_Formatter,

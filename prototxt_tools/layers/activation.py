@@ -13,7 +13,8 @@ from typing import Any, Iterator, Optional
 from ._np import np
 from ._util import axis_of, bottom, fmt, has, legacy_4d, top_count, unknown
 from .base import IN_PLACE_FORBIDDEN, IN_PLACE_OK, TRAIN, LayerSpec, Problem, ShapeContext, \
-    TorchCode, TorchContext, TorchUnsupported, fail, product, register, torch_helper, torch_number
+    TorchCode, TorchContext, TorchUnsupported, elements, fail, product, register, torch_helper, \
+    torch_number
 
 
 # -- forward helpers (shared with the other layer modules) ----------------------------------------
@@ -414,6 +415,10 @@ class PReLUSpec(NeuronSpec):
 
     type = "PReLU"
     param_field = "prelu_param"
+
+    def macs(self, layer: Any, bottoms: list, tops: list) -> Optional[int]:
+        """One per value: slope * x on the negative side (counted for every value)."""
+        return elements(bottoms[0]) if bottoms else None
 
     def blob_count(self, layer: Any) -> int:
         return 1

@@ -277,6 +277,16 @@ class LayerSpec:
         """Shapes of the learnable blobs given the bottom shapes, or None if unknown."""
         return [] if self.blob_count(layer) == 0 else None
 
+    def macs(self, layer: Any, bottoms: list, tops: list) -> Optional[int]:
+        """Multiply-adds of one forward pass given the bottom and top shapes (None when a
+        shape it needs is unknown). Default 0: comparisons, additions, copies and lookups are
+        no multiply-adds (``prototxt summary --help`` states the conventions)."""
+        return 0
+
+    def learnable(self, layer: Any, index: int) -> bool:
+        """Blob ``index`` is a parameter (learned), not a statistic Caffe only accumulates."""
+        return True
+
     # -- computing ---------------------------------------------------------------------------
     def forward(self, layer: Any, bottoms: list, blobs: list, context: "ForwardContext") -> list:
         """Top arrays from bottom arrays and the layer's blobs, exactly as Caffe's Forward_cpu
@@ -361,3 +371,8 @@ def fail(code: str, message: str, field_path: FieldPath = ()) -> None:
 
 Check = Callable[[Any], Iterator[Problem]]
 ShapeLike = Union[Shape, Sequence[Dim]]
+
+
+def elements(shape: Shape) -> Optional[int]:
+    """The number of values in a blob of ``shape`` (None when it is not fully known)."""
+    return None if shape is None else product(shape)

@@ -8,7 +8,7 @@ from typing import Any, Iterator, Optional
 from ._np import np
 from ._util import axis_of, bottom, count, fmt, has_errors, top_count, unknown
 from .base import IN_PLACE_WRONG, LayerSpec, Problem, ShapeContext, TorchCode, TorchContext, \
-    TorchUnsupported, register, torch_helper
+    TorchUnsupported, elements, register, torch_helper
 
 IP = "inner_product_param"
 EMBED = "embed_param"
@@ -70,6 +70,14 @@ class InnerProductSpec(LayerSpec):
         if p.bias_term:
             y += _blob(blobs[1], x.dtype, (n,), "the biases")
         return [y.reshape(tuple(lead) + (n,))]
+
+    def macs(self, layer: Any, bottoms: list, tops: list) -> Optional[int]:
+        """K multiply-adds per output value (K: the input's count from ``axis`` on)."""
+        x, y = bottoms[0] if bottoms else None, tops[0] if tops else None
+        if x is None or y is None or not -len(x) <= layer.inner_product_param.axis < len(x):
+            return None
+        k, count = elements(x[layer.inner_product_param.axis % len(x):]), elements(y)
+        return None if k is None or count is None else k * count
 
     def torch(self, layer: Any, context: TorchContext) -> TorchCode:
         """``nn.Linear`` on ``x.flatten(axis)`` (which keeps the axes before ``axis``, as

@@ -9,7 +9,7 @@ from ._np import np
 from ._util import axis_of, bottom, differ, fmt, has, legacy_4d, top_count, unknown
 from .activation import caffe_power, canonical, out_buffer, scalar
 from .base import IN_PLACE_OK, IN_PLACE_WRONG, TEST, CaffeCheckFailed, LayerSpec, Problem, \
-    Shape, ShapeContext, TorchCode, TorchContext, TorchUnsupported, fail, register, \
+    Shape, ShapeContext, TorchCode, TorchContext, TorchUnsupported, elements, fail, register, \
     torch_helper, torch_number
 
 _LRN = caffe_pb2.LRNParameter
@@ -26,6 +26,13 @@ class BatchNormSpec(LayerSpec):
     min_bottoms = max_bottoms = 1
     min_tops = max_tops = 1
     in_place = IN_PLACE_OK
+
+    def macs(self, layer: Any, bottoms: list, tops: list) -> Optional[int]:
+        """One per value: (x - mean) * (1 / std) with the statistics fixed (TEST)."""
+        return elements(bottoms[0]) if bottoms else None
+
+    def learnable(self, layer: Any, index: int) -> bool:
+        return False  # mean, variance and the scale factor are accumulated, not learned
 
     def blob_count(self, layer: Any) -> int:
         return 3
@@ -208,6 +215,16 @@ class LRNSpec(LayerSpec):
     min_tops = max_tops = 1
     in_place = IN_PLACE_WRONG  # it overwrites the input before multiplying by it again
 
+    def macs(self, layer: Any, bottoms: list, tops: list) -> Optional[int]:
+        """local_size squares summed per value (local_size^2 within a channel), plus the
+        scaling multiply."""
+        count = elements(bottoms[0]) if bottoms else None
+        if count is None:
+            return None
+        p = layer.lrn_param
+        window = p.local_size if p.norm_region == _LRN.ACROSS_CHANNELS else p.local_size ** 2
+        return count * (window + 1)
+
     def check(self, layer: Any) -> Iterator[Problem]:
         size = layer.lrn_param.local_size
         if size % 2 != 1:
@@ -312,6 +329,13 @@ class MVNSpec(LayerSpec):
     min_bottoms = max_bottoms = 1
     min_tops = max_tops = 1
     in_place = IN_PLACE_OK
+
+    def macs(self, layer: Any, bottoms: list, tops: list) -> Optional[int]:
+        """With normalize_variance: a square summed and a multiply per value; else none."""
+        count = elements(bottoms[0]) if bottoms else None
+        if count is None:
+            return None
+        return 2 * count if layer.mvn_param.normalize_variance else 0
 
     def shape(self, layer: Any, bottoms: list, context: ShapeContext) -> list:
         x = bottom(bottoms, 0)
@@ -510,6 +534,10 @@ class ScaleSpec(AffineSpec):
 
     type = "Scale"
     param_field = "scale_param"
+
+    def macs(self, layer: Any, bottoms: list, tops: list) -> Optional[int]:
+        """One per value: x * gamma (+ beta)."""
+        return elements(bottoms[0]) if bottoms else None
 
     def blob_count(self, layer: Any) -> int:
         return self.learned_blob_count(layer) + int(layer.scale_param.bias_term)

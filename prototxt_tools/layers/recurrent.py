@@ -15,7 +15,7 @@ from typing import Any, Iterator, Optional
 from ._np import np
 from ._util import bottom, count, differ, fmt, top_count
 from .base import IN_PLACE_OK, IN_PLACE_WRONG, Dim, LayerSpec, Problem, ShapeContext, \
-    TorchCode, TorchContext, TorchUnsupported, fail, register, torch_helper
+    TorchCode, TorchContext, TorchUnsupported, elements, fail, register, torch_helper
 
 RECURRENT = "recurrent_param"
 
@@ -68,6 +68,18 @@ class RecurrentSpec(LayerSpec):
     num_states = 1
     #: Multiple of num_output in the gate dimension (4 gates for LSTM).
     gates = 1
+
+    def macs(self, layer: Any, bottoms: list, tops: list) -> Optional[int]:
+        """Every weight matrix once per time step and sequence: T x N x (sum of their
+        sizes)."""
+        x = bottoms[0] if bottoms else None
+        blobs = self.blob_shapes(layer, bottoms)
+        if x is None or len(x) < 2 or None in x[:2] or blobs is None:
+            return None
+        sizes = [elements(shape) for shape in blobs if shape is not None and len(shape) == 2]
+        if None in sizes:
+            return None
+        return x[0] * x[1] * sum(sizes)
 
     def exposed(self, layer: Any) -> int:
         return self.num_states if layer.recurrent_param.expose_hidden else 0

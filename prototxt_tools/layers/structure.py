@@ -12,7 +12,7 @@ from ._util import axis_of, blob_dims, bottom, count, differ, fmt, has, has_erro
 from .activation import canonical, out_buffer, scalar
 from .base import IN_PLACE_FORBIDDEN, IN_PLACE_OK, IN_PLACE_WRONG, CaffeCheckFailed, Dim, \
     LayerSpec, Problem, ShapeContext, TorchCode, TorchContext, TorchUnsupported, fail, product, \
-    register, torch_helper, torch_number
+    elements, register, torch_helper, torch_number
 
 _EltwiseOp = caffe_pb2.EltwiseParameter
 _ReductionOp = caffe_pb2.ReductionParameter
@@ -269,6 +269,19 @@ class EltwiseSpec(StructureSpec):
     param_field = "eltwise_param"
     min_bottoms = 2
     max_bottoms = None
+
+    def macs(self, layer: Any, bottoms: list, tops: list) -> Optional[int]:
+        """PROD: a multiply per value per extra bottom; SUM with coefficients other than 1:
+        a multiply-add per value per bottom; plain SUM and MAX: none."""
+        count = elements(tops[0]) if tops else None
+        if count is None:
+            return None
+        p = layer.eltwise_param
+        if p.operation == caffe_pb2.EltwiseParameter.PROD:
+            return count * (len(bottoms) - 1)
+        if p.operation == caffe_pb2.EltwiseParameter.SUM and any(c != 1 for c in p.coeff):
+            return count * len(bottoms)
+        return 0
 
     def check(self, layer: Any) -> Iterator[Problem]:
         p = layer.eltwise_param

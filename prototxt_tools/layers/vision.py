@@ -19,7 +19,8 @@ from ._np import np
 from ._util import axis_of, bottom, cdiv, fmt, has, has_errors, merge_same_shapes, top_count, \
     unknown
 from .base import IN_PLACE_WRONG, TRAIN, CaffeCheckFailed, Dim, LayerSpec, Problem, \
-    ShapeContext, TorchCode, TorchContext, TorchUnsupported, fail, product, register, torch_helper
+    ShapeContext, TorchCode, TorchContext, TorchUnsupported, elements, fail, product, register, \
+    torch_helper
 
 CONV = "convolution_param"
 POOL = "pooling_param"
@@ -239,6 +240,28 @@ class BaseConvolutionSpec(LayerSpec):
 
     def torch(self, layer: Any, context: TorchContext) -> TorchCode:
         return _conv_torch(self, layer, context)
+
+    def macs(self, layer: Any, bottoms: list, tops: list) -> Optional[int]:
+        """Each output value of a Convolution takes (channels / group) x kernel multiply-adds;
+        each input value of a Deconvolution spreads over (num_output / group) x kernel."""
+        p = layer.convolution_param
+        total = 0
+        for x, y in zip(bottoms, tops):
+            if x is None or y is None or p.group == 0:
+                return None
+            axis = p.axis + len(x) if p.axis < 0 else p.axis
+            try:
+                kernel = product(conv_geometry(p, len(x) - axis - 1).kernel)
+            except CaffeCheckFailed:
+                return None
+            if self.type == "Convolution":
+                per, count = (None if x[axis] is None else x[axis] // p.group), elements(y)
+            else:
+                per, count = p.num_output // p.group, elements(x)
+            if per is None or count is None or kernel is None:
+                return None
+            total += count * per * kernel
+        return total
 
 
 @register
