@@ -1232,6 +1232,10 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("file", metavar="FILE")
     weights.add_argument("--format", choices=["text", "json"], default="text")
     weights.set_defaults(handler=cmd_weights)
+
+    from .draw.command import add_parser as add_draw_parser
+
+    add_draw_parser(commands, _Formatter)
     return parser
 
 

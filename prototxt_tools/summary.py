@@ -134,7 +134,9 @@ def _shared_name(layer: Any, index: int) -> Optional[str]:
 # -- output ----------------------------------------------------------------------------------
 
 def _shape_text(shape: Optional[list]) -> str:
-    return "?" if shape is None else "x".join("?" if d is None else str(d) for d in shape)
+    if shape is None:
+        return "?"
+    return "x".join("?" if d is None else str(d) for d in shape) or "scalar"
 
 
 def _number(value: Optional[int]) -> str:

@@ -47,6 +47,27 @@ def test_lenet_counts_by_hand():
     assert summary.complete
 
 
+def test_lenet_bn_counts_by_hand():
+    """LeNet with BatchNorm + Scale after each convolution (no conv biases): Scale adds 2 per
+    channel, BatchNorm and Scale one MAC per value each; the losses' tops are scalars."""
+    summary = _summary(SAMPLES / "lenet_bn_train_val.prototxt", {"data": (1, 1, 28, 28)})
+    assert summary.params == 20 * 25 + 2 * 20 + 50 * 20 * 25 + 2 * 50 + 400_500 + 5_010
+    assert summary.macs == (288_000 + 2 * 20 * 24 * 24 + 1_600_000 + 2 * 50 * 8 * 8
+                            + 400_000 + 5_000)
+    assert summary.statistics == (2 * 20 + 1) + (2 * 50 + 1)  # mean, variance, factor
+    assert _rows(summary)["loss"].tops == [["loss", []]]
+    code, text, _ = run(["summary", str(SAMPLES / "lenet_bn_train_val.prototxt"),
+                         "--input-shape", "data=1,1,28,28"])
+    assert "scalar" in text
+
+
+def test_train_val_batch_scales_macs_not_parameters():
+    deploy = _summary(SAMPLES / "resnet_tiny_deploy.prototxt")
+    train_val = _summary(SAMPLES / "resnet_tiny_train_val.prototxt")  # batch 100 at TEST
+    assert train_val.params == deploy.params
+    assert train_val.macs == 100 * deploy.macs
+
+
 def _resnet50_by_hand() -> tuple:
     """(parameters, MACs, BatchNorm statistics) of Caffe's ResNet-50 (v1: stride 2 in the
     first 1x1 of a stage) on 1x3x224x224; BatchNorm and Scale each count one MAC per value."""
