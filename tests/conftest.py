@@ -31,6 +31,18 @@ def corpus_params() -> list:
     return [pytest.param(path, id=path.name[:90]) for path in CORPUS_FILES]
 
 
+def corpus_net_params() -> list:
+    """corpus_params() without the solvers (the manifest's kind column says which)."""
+    manifest = CORPUS / "manifest.tsv"
+    if not CORPUS_FILES or not manifest.exists():
+        return corpus_params()
+    with manifest.open(encoding="utf-8") as handle:
+        rows = [line.rstrip("\n").split("\t") for line in handle][1:]
+    solvers = {row[0] for row in rows if len(row) > 4 and row[4] == "solver"}
+    return [pytest.param(path, id=path.name[:90]) for path in CORPUS_FILES
+            if path.name not in solvers]
+
+
 def sample_params() -> list:
     return [pytest.param(path, id=path.name) for path in SAMPLE_FILES]
 
