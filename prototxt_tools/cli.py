@@ -750,10 +750,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
                + view.shapes.count_problems if problem.severity == "error"]
     if failing:  # Caffe would stop at set-up: no counts for a net that cannot run
         layer, problem = failing[0]
-        start = layer.node.span.start if layer.node is not None else None
-        raise PrototxtError(f"layer '{layer.name}' ({layer.type}): {problem.message}",
-                            args.net, start.line if start else None,
-                            start.column if start else None)
+        raise PrototxtError.at(layer.node, f"layer '{layer.name}' ({layer.type}): "
+                                           f"{problem.message}").with_path(args.net)
     summary = summarize(net, _phase(args.phase), stages=args.stage or ())
     sys.stdout.write(FORMATS[args.format](summary))
     return EXIT_OK

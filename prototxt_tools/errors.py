@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Any, Optional
 
 ERROR = "error"
 WARNING = "warning"
@@ -76,6 +76,15 @@ class PrototxtError(Exception):
         first = errors[0]
         return cls(first.message, first.path, first.line, first.column,
                    offset=first.offset, diagnostics=errors)
+
+    @classmethod
+    def at(cls, node: Any, message: str) -> "PrototxtError":
+        """An error located at the start of a syntax ``node`` (a layer's block, a field), or
+        unlocated when there is no node (a layer built from a message, not from text)."""
+        if node is None:
+            return cls(message)
+        start = node.span.start
+        return cls(message, node.document.path, start.line, start.column, offset=start.offset)
 
     def with_path(self, path: Optional[str]) -> "PrototxtError":
         """The same error, attributed to ``path`` (for errors raised before the path was known)."""

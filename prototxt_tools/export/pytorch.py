@@ -65,8 +65,9 @@ def to_pytorch(net: Union[str, bytes, Path, Document, Net], weights: Any = None,
     view = loaded.view(phase, level, tuple(stages))
     if view.unknown_bottoms:
         layer, index = view.unknown_bottoms[0]
-        raise _located(layer, f"layer '{layer.name}' reads '{layer.bottoms[index]}', which no "
-                              f"earlier layer produces")
+        raise PrototxtError.at(layer.node, f"layer '{layer.name}' reads "
+                                           f"'{layer.bottoms[index]}', which no earlier layer "
+                                           f"produces")
     blobs = _matched_weights(view, weights) if weights is not None else None
     return _Writer(loaded, view, blobs, class_name, notes, outputs).write()
 
@@ -108,13 +109,6 @@ def _matched_weights(view: NetView, weights: Any) -> dict:
     from ..run.executor import _weights_by_name, match_weights
 
     return match_weights(view, _weights_by_name(weights), np.float32, writable=False)
-
-
-def _located(layer: Layer, text: str) -> PrototxtError:
-    if layer.node is not None:
-        start = layer.node.span.start
-        return PrototxtError(text, layer.node.document.path, start.line, start.column)
-    return PrototxtError(text)
 
 
 # -- names --------------------------------------------------------------------------------------
@@ -317,7 +311,7 @@ class _Writer:
             listed = "; ".join(f"'{layer.name}' ({layer.type}{where(layer)}): {reason}"
                                for layer, reason in rest)
             text += f"; and {len(rest)} more: {listed}"
-        return _located(first, text)
+        return PrototxtError.at(first.node, text)
 
     # -- in place ------------------------------------------------------------------------------
     def _inplace_ok(self, step: _Step, fresh: set, inputs: set, last_read: dict,

@@ -523,8 +523,4 @@ def _layer_error(layer: Layer, written: dict, message: str) -> PrototxtError:
 
 
 def _located(layer: Layer, text: str, written: Optional[dict] = None) -> PrototxtError:
-    node = (written or {}).get(layer.index) or layer.node
-    if node is not None:
-        start = node.span.start
-        return PrototxtError(text, node.document.path, start.line, start.column)
-    return PrototxtError(text)
+    return PrototxtError.at((written or {}).get(layer.index) or layer.node, text)

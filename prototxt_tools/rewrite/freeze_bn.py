@@ -111,8 +111,4 @@ def _freeze_params(scale: Layer) -> list:
 
 
 def _error(layer: Layer, message: str) -> PrototxtError:
-    text = f"layer '{layer.name}' ({layer.type}): {message}"
-    if layer.node is not None:
-        start = layer.node.span.start
-        return PrototxtError(text, layer.node.document.path, start.line, start.column)
-    return PrototxtError(text)
+    return PrototxtError.at(layer.node, f"layer '{layer.name}' ({layer.type}): {message}")

@@ -136,13 +136,7 @@ def match_weights(view: NetView, weights: dict, dtype: Any, writable: bool,
 
 
 def _layer_error(layer: Layer, message: str) -> PrototxtError:
-    text = f"layer '{layer.name}' ({layer.type}) {message}"
-    node = layer.node
-    if node is not None:
-        start = node.span.start
-        return PrototxtError(text, node.document.path, start.line, start.column,
-                             offset=start.offset)
-    return PrototxtError(text)
+    return PrototxtError.at(layer.node, f"layer '{layer.name}' ({layer.type}) {message}")
 
 
 @dataclass
