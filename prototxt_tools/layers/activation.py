@@ -278,6 +278,23 @@ def _base_problems(layer: Any, field: str) -> Iterator[Problem]:
         yield Problem("L090", f"base {base:g} must be positive (or -1 for e)", (field, "base"))
 
 
+def _exp_scales(p: Any, dtype: Any) -> tuple:
+    """ExpLayer's constants in ``dtype``: y = outer * exp(inner x), inner = ln(base) * scale
+    (ln(e) = 1 for base -1), outer = base ^ shift (1 when shift is 0)."""
+    base, one = scalar(p.base, dtype), scalar(1, dtype)
+    inner = (one if p.base == -1 else np.log(base)) * scalar(p.scale, dtype)
+    if p.shift == 0:
+        return inner, one
+    shift = scalar(p.shift, dtype)
+    return inner, np.exp(shift) if p.base == -1 else base ** shift
+
+
+def _log_base_scale(p: Any, dtype: Any) -> Any:
+    """LogLayer's 1 / ln(base) in ``dtype`` (1 for base -1, the natural log)."""
+    one = scalar(1, dtype)
+    return one if p.base == -1 else one / np.log(scalar(p.base, dtype))
+
+
 @register
 class ExpSpec(NeuronSpec):
     """y = base ^ (shift + scale x); base -1 means e."""
@@ -293,24 +310,16 @@ class ExpSpec(NeuronSpec):
         # outer_scale = base ^ shift (e ^ shift for base -1; 1 when shift is 0).
         p = layer.exp_param
         x = bottoms[0]
-        dtype = x.dtype
-        base = scalar(p.base, dtype)
         if p.base != -1 and not p.base > 0:
             raise ValueError(f"exp_param.base {p.base:g} must be positive (or -1 for e)")
-        log_base = scalar(1, dtype) if p.base == -1 else np.log(base)
-        inner = log_base * scalar(p.scale, dtype)
-        if p.shift == 0:
-            outer = None
-        else:
-            shift = scalar(p.shift, dtype)
-            outer = np.exp(shift) if p.base == -1 else base ** shift
+        inner, outer = _exp_scales(p, x.dtype)
         y = out_buffer(bottoms, context)
         if inner == 1:
             y = np.exp(x, out=y)
         else:
             y = np.multiply(x, inner, out=y)
             np.exp(y, out=y)
-        if outer is not None and outer != 1:
+        if outer != 1:
             y *= outer
         return [y]
 
@@ -320,10 +329,7 @@ class ExpSpec(NeuronSpec):
         p = layer.exp_param
         if p.base != -1 and not p.base > 0:
             raise TorchUnsupported(f"exp_param.base {p.base:g} is not positive (Caffe aborts)")
-        base, one = scalar(p.base, "float32"), scalar(1, "float32")
-        inner = (one if p.base == -1 else np.log(base)) * scalar(p.scale, "float32")
-        shift = scalar(p.shift, "float32")
-        outer = one if p.shift == 0 else np.exp(shift) if p.base == -1 else base ** shift
+        inner, outer = _exp_scales(p, "float32")
         if inner == 1:
             expression, inplace = "torch.exp({b0})", "{b0}.exp_()"
         else:
@@ -348,11 +354,9 @@ class LogSpec(NeuronSpec):
         # LogLayer: y = log(shift + scale x) / log(base) (natural log for base -1).
         p = layer.log_param
         x = bottoms[0]
-        dtype = x.dtype
         if p.base != -1 and not p.base > 0:
             raise ValueError(f"log_param.base {p.base:g} must be positive (or -1 for e)")
-        base_scale = scalar(1, dtype) if p.base == -1 else \
-            scalar(1, dtype) / np.log(scalar(p.base, dtype))
+        base_scale = _log_base_scale(p, x.dtype)
         y = out_buffer(bottoms, context)
         if p.scale == 1 and p.shift == 0:
             y = np.log(x, out=y)
@@ -370,11 +374,10 @@ class LogSpec(NeuronSpec):
             raise TorchUnsupported(f"log_param.base {p.base:g} is not positive (Caffe aborts)")
         inner, inplace = _affine_torch(p.scale, p.shift)
         expression, inplace = f"torch.log({inner})", inplace + ".log_()"
-        if p.base != -1:
-            base_scale = scalar(1, "float32") / np.log(scalar(p.base, "float32"))
-            if base_scale != 1:
-                expression += f" * {torch_number(base_scale)}"
-                inplace += f".mul_({torch_number(base_scale)})"
+        base_scale = _log_base_scale(p, "float32")
+        if base_scale != 1:
+            expression += f" * {torch_number(base_scale)}"
+            inplace += f".mul_({torch_number(base_scale)})"
         return TorchCode(expression, inplace=inplace, fresh=True)
 
 
