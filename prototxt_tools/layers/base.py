@@ -162,6 +162,18 @@ class TorchCode:
         return [self.forward] if isinstance(self.forward, str) else list(self.forward)
 
 
+def torch_axis(axis: int, shape: Shape, what: str = "axis") -> int:
+    """Blob::CanonicalAxisIndex for emitted code: ``axis`` made non-negative. A negative axis
+    needs the rank; out of range, or negative with an unknown rank, is TorchUnsupported."""
+    if shape is None:
+        if axis >= 0:
+            return axis
+        raise TorchUnsupported(f"negative {what} {axis} with an input of unknown rank")
+    if not -len(shape) <= axis < len(shape):
+        raise TorchUnsupported(f"{what} {axis} is out of range for a {len(shape)}-D input")
+    return axis + len(shape) if axis < 0 else axis
+
+
 def torch_number(value: float) -> str:
     """A float32 parameter as the shortest Python literal that gives it back (0.1, not
     0.10000000149011612); infinities and NaN as ``float("inf")``."""

@@ -8,7 +8,7 @@ from typing import Any, Iterator, Optional
 from ._np import np
 from ._util import axis_of, bottom, count, fmt, has_errors, top_count, unknown
 from .base import IN_PLACE_WRONG, LayerSpec, Problem, ShapeContext, TorchCode, TorchContext, \
-    TorchUnsupported, elements, register, torch_helper
+    TorchUnsupported, elements, register, torch_axis, torch_helper
 
 IP = "inner_product_param"
 EMBED = "embed_param"
@@ -91,10 +91,7 @@ class InnerProductSpec(LayerSpec):
         axis = p.axis
         inputs = None
         if x is not None:
-            if not -len(x) <= axis < len(x):
-                raise TorchUnsupported(f"axis {axis} is out of range for an input with "
-                                       f"{len(x)} axes")
-            axis %= len(x)
+            axis = torch_axis(axis, x)
             inputs = count(x, axis)
         stored = context.blob_shapes[0] if context.blob_shapes else None
         if inputs is None and stored is not None and None not in stored:

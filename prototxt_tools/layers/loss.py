@@ -14,7 +14,7 @@ from ._np import np
 from ._util import axis_of, bottom, count, differ, fmt, has, legacy_4d, top_count
 from .activation import caffe_softmax, canonical, scalar
 from .base import IN_PLACE_WRONG, LayerSpec, Problem, Shape, ShapeContext, TorchCode, \
-    TorchContext, TorchUnsupported, fail, register, torch_helper, torch_number
+    TorchContext, TorchUnsupported, fail, register, torch_axis, torch_helper, torch_number
 
 _Norm = caffe_pb2.LossParameter
 _HingeNorm = caffe_pb2.HingeLossParameter
@@ -653,16 +653,7 @@ _NORMALIZATION_NAMES = {_Norm.FULL: "full", _Norm.VALID: "valid", _Norm.BATCH_SI
 
 def _torch_axis(axis: int, context: TorchContext, what: str) -> int:
     """A class axis as the non-negative index the helpers take."""
-    x = context.bottom_shapes[0] if context.bottom_shapes else None
-    if axis >= 0:
-        if x is not None and axis >= len(x):
-            raise TorchUnsupported(f"{what} {axis} is out of range for the input {fmt(x)}")
-        return axis
-    if x is None:
-        raise TorchUnsupported(f"negative {what} {axis} with an input of unknown rank")
-    if axis < -len(x):
-        raise TorchUnsupported(f"{what} {axis} is out of range for the input {fmt(x)}")
-    return axis + len(x)
+    return torch_axis(axis, context.bottom_shapes[0] if context.bottom_shapes else None, what)
 
 
 def _torch_call(helper: str, bottoms: int, options: list) -> str:

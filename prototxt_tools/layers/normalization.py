@@ -8,9 +8,9 @@ from ..schema import caffe_pb2
 from ._np import np
 from ._util import axis_of, bottom, differ, fmt, has, legacy_4d, top_count, unknown
 from .activation import caffe_power, canonical, out_buffer, scalar
-from .base import IN_PLACE_OK, IN_PLACE_WRONG, TEST, CaffeCheckFailed, LayerSpec, Problem, \
-    Shape, ShapeContext, TorchCode, TorchContext, TorchUnsupported, elements, fail, register, \
-    torch_helper, torch_number
+from .base import CaffeCheckFailed, IN_PLACE_OK, IN_PLACE_WRONG, LayerSpec, Problem, Shape, \
+    ShapeContext, TEST, TorchCode, TorchContext, TorchUnsupported, elements, fail, register, \
+    torch_axis, torch_helper, torch_number
 
 _LRN = caffe_pb2.LRNParameter
 
@@ -499,7 +499,7 @@ class AffineSpec(LayerSpec):
             given = context.bottom_shapes[1] if len(context.bottom_shapes) > 1 else None
             if given is None:
                 raise TorchUnsupported("bottom 1's rank is unknown (give --input-shape)")
-            axis = 0 if len(given) == 0 else _axis(p.axis, len(x))
+            axis = 0 if len(given) == 0 else torch_axis(p.axis, x)
             trailing = len(x) - axis - len(given)
             if trailing < 0:
                 raise TorchUnsupported(f"bottom 1 {fmt(given)} reaches past the last axis of "
@@ -508,7 +508,7 @@ class AffineSpec(LayerSpec):
             if trailing:
                 operand += "[" + ", ".join(["..."] + ["None"] * trailing) + "]"
             return tuple(given), operand
-        axis = _axis(p.axis, len(x))
+        axis = torch_axis(p.axis, x)
         if p.num_axes < -1:
             raise TorchUnsupported(f"num_axes {p.num_axes} is invalid")
         end = len(x) if p.num_axes == -1 else axis + p.num_axes
@@ -617,12 +617,6 @@ class BiasSpec(AffineSpec):
                              state={"bias": _reshaped(0, shape)}, helpers=("CaffeBias",),
                              inplace="{b0}.add_({m}.bias)", fresh=True)
         return TorchCode(f"{{b0}} + {operand}", inplace=f"{{b0}}.add_({operand})", fresh=True)
-
-
-def _axis(axis: int, ndim: int) -> int:
-    if not -ndim <= axis < ndim:
-        raise TorchUnsupported(f"axis {axis} is out of range for an input with {ndim} axes")
-    return axis + ndim if axis < 0 else axis
 
 
 def _tuple(shape: tuple) -> str:

@@ -10,9 +10,9 @@ from ._np import np
 from ._util import axis_of, blob_dims, bottom, count, differ, fmt, has, has_errors, merge_dim, \
     merge_same_shapes, top_count, unknown
 from .activation import canonical, out_buffer, scalar
-from .base import IN_PLACE_FORBIDDEN, IN_PLACE_OK, IN_PLACE_WRONG, CaffeCheckFailed, Dim, \
-    LayerSpec, Problem, ShapeContext, TorchCode, TorchContext, TorchUnsupported, fail, product, \
-    elements, register, torch_helper, torch_number
+from .base import CaffeCheckFailed, Dim, IN_PLACE_FORBIDDEN, IN_PLACE_OK, IN_PLACE_WRONG, \
+    LayerSpec, Problem, ShapeContext, TorchCode, TorchContext, TorchUnsupported, elements, fail, \
+    product, register, torch_axis, torch_helper, torch_number
 
 _EltwiseOp = caffe_pb2.EltwiseParameter
 _ReductionOp = caffe_pb2.ReductionParameter
@@ -76,9 +76,7 @@ def _torch_axis(axis: int, x: Any, what: str = "the input") -> int:
     """A Caffe axis made non-negative for the emitted code, which then needs the rank."""
     if x is None:
         raise TorchUnsupported(f"the rank of {what} is unknown (give --input-shape)")
-    if not -len(x) <= axis < len(x):
-        raise TorchUnsupported(f"axis {axis} is out of range for {what} with {len(x)} axes")
-    return axis + len(x) if axis < 0 else axis
+    return torch_axis(axis, x)
 
 
 @register

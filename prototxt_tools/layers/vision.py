@@ -18,8 +18,8 @@ from . import _im2col
 from ._np import np
 from ._util import axis_of, bottom, cdiv, fmt, has, has_errors, merge_same_shapes, top_count, \
     unknown
-from .base import IN_PLACE_WRONG, TRAIN, CaffeCheckFailed, Dim, LayerSpec, Problem, \
-    ShapeContext, TorchCode, TorchContext, TorchUnsupported, elements, fail, product, register, \
+from .base import CaffeCheckFailed, Dim, IN_PLACE_WRONG, LayerSpec, Problem, ShapeContext, TRAIN, \
+    TorchCode, TorchContext, TorchUnsupported, elements, fail, product, register, torch_axis, \
     torch_helper
 
 CONV = "convolution_param"
@@ -930,11 +930,8 @@ _TORCH_CONV = {("Convolution", 1): "nn.Conv1d", ("Convolution", 2): "nn.Conv2d",
 
 
 def _channel_axis(axis: int, x: tuple, minimum_spatial: int) -> int:
-    rank = len(x)
-    if not -rank <= axis < rank:
-        raise TorchUnsupported(f"axis {axis} is out of range for a {rank}-D input")
-    channel_axis = axis + rank if axis < 0 else axis
-    if rank - channel_axis - 1 < minimum_spatial:
+    channel_axis = torch_axis(axis, x)
+    if len(x) - channel_axis - 1 < minimum_spatial:
         raise TorchUnsupported(f"needs at least {minimum_spatial} spatial axes after axis "
                                f"{channel_axis}")
     return channel_axis
@@ -1069,16 +1066,12 @@ def im2col(x, kernel_size, dilation, padding, stride):
 ''')
 
 
-torch_helper("caffe_pool2d", '''
-def caffe_pool2d(x, method, kernel, stride, padding, ceil_mode=True):
-    """Caffe's pooling where PyTorch's own rounding or padding rules differ.
-
-    Output size: (size + 2 pad - kernel) / stride rounded up (ceil_mode) or down, plus 1,
-    less a last window that would start in the padding (checked when either axis is padded).
-    MAX: windows clipped to the input, -3.4028235e38 (-FLT_MAX) for an empty one. AVE: the
-    sum over the clipped window divided by the window clipped to the padded input. STOCHASTIC
-    (TEST): sum(x^2) / sum(x) over the window, 0 when the sum is not positive; pad must be 0.
-    """
+torch_helper("caffe_pool_windows", '''
+def caffe_pool_windows(x, kernel, stride, padding, ceil_mode):
+    """Caffe's pooled output size per axis, and the F.pad widths that put every window inside
+    the input: size + 2 pad - kernel over stride, rounded up (ceil_mode) or down, plus 1,
+    less a last window that would start in the padding (checked when either axis is
+    padded); pad before by pad, after up to the last window's end."""
     padded = padding[0] > 0 or padding[1] > 0
     sizes = []
     for axis in (0, 1):
@@ -1088,10 +1081,22 @@ def caffe_pool2d(x, method, kernel, stride, padding, ceil_mode=True):
         if padded and (out - 1) * s >= size + p:
             out -= 1
         sizes.append(out)
-    # pad so that every window lies inside: before by pad, after up to the last window's end
     after = [max(0, (sizes[a] - 1) * stride[a] + kernel[a] - padding[a] - x.shape[2 + a])
              for a in (0, 1)]
-    pads = (padding[1], after[1], padding[0], after[0])
+    return sizes, (padding[1], after[1], padding[0], after[0])
+''')
+
+
+torch_helper("caffe_pool2d", '''
+def caffe_pool2d(x, method, kernel, stride, padding, ceil_mode=True):
+    """Caffe's pooling where PyTorch's own rounding or padding rules differ.
+
+    Output sizes as caffe_pool_windows computes them. MAX: windows clipped to the input,
+    -3.4028235e38 (-FLT_MAX) for an empty one. AVE: the sum over the clipped window divided by
+    the window clipped to the padded input. STOCHASTIC (TEST): sum(x^2) / sum(x) over the
+    window, 0 when the sum is not positive; pad must be 0.
+    """
+    sizes, pads = caffe_pool_windows(x, kernel, stride, padding, ceil_mode)
     if method == "max":
         windows = F.pad(x, pads, value=float("-inf"))
         return F.max_pool2d(windows, kernel, stride).clamp_min(-3.4028234663852886e38)
@@ -1107,7 +1112,7 @@ def caffe_pool2d(x, method, kernel, stride, padding, ceil_mode=True):
         end = torch.clamp(start + kernel[axis], max=x.shape[2 + axis] + padding[axis])
         counts.append((end - start).to(x.dtype))
     return total / (counts[0][:, None] * counts[1][None, :])
-''')
+''', requires=("caffe_pool_windows",))
 
 
 torch_helper("caffe_max_pool2d_with_argmax", '''
@@ -1115,18 +1120,8 @@ def caffe_max_pool2d_with_argmax(x, kernel, stride, padding, ceil_mode=True):
     """Caffe's MAX pooling with its mask top: the values as caffe_pool2d computes them and
     the index h * width + w of each window's first maximum (-1 for an empty window), in x's
     dtype."""
-    padded = padding[0] > 0 or padding[1] > 0
-    sizes = []
-    for axis in (0, 1):
-        size, k, s, p = x.shape[2 + axis], kernel[axis], stride[axis], padding[axis]
-        span = size + 2 * p - k
-        out = (-(-span // s) if ceil_mode else span // s) + 1
-        if padded and (out - 1) * s >= size + p:
-            out -= 1
-        sizes.append(out)
-    after = [max(0, (sizes[a] - 1) * stride[a] + kernel[a] - padding[a] - x.shape[2 + a])
-             for a in (0, 1)]
-    windows = F.pad(x, (padding[1], after[1], padding[0], after[0]), value=float("-inf"))
+    _, pads = caffe_pool_windows(x, kernel, stride, padding, ceil_mode)
+    windows = F.pad(x, pads, value=float("-inf"))
     values, index = F.max_pool2d(windows, kernel, stride, return_indices=True)
     width = windows.shape[3]
     rows = index // width - padding[0]
@@ -1134,7 +1129,7 @@ def caffe_max_pool2d_with_argmax(x, kernel, stride, padding, ceil_mode=True):
     empty = values == float("-inf")
     index = torch.where(empty, torch.full_like(index, -1), rows * x.shape[3] + columns)
     return values.clamp_min(-3.4028234663852886e38), index.to(x.dtype)
-''')
+''', requires=("caffe_pool_windows",))
 
 
 torch_helper("stochastic_pool2d_sample", '''
@@ -1142,12 +1137,8 @@ def stochastic_pool2d_sample(x, kernel, stride, ceil_mode=True):
     """Caffe's STOCHASTIC pooling in TRAIN: each window picks one cell with probability
     x / sum(x) (the first cell whose running sum reaches u * sum(x), u uniform in (0, 1]),
     0 where none does. Draws from torch's generator."""
-    sizes = []
-    for axis in (0, 1):
-        span = x.shape[2 + axis] - kernel[axis]
-        sizes.append((-(-span // stride[axis]) if ceil_mode else span // stride[axis]) + 1)
-    after = [max(0, (sizes[a] - 1) * stride[a] + kernel[a] - x.shape[2 + a]) for a in (0, 1)]
-    cells = F.unfold(F.pad(x, (0, after[1], 0, after[0])), kernel, stride=stride)
+    sizes, pads = caffe_pool_windows(x, kernel, stride, (0, 0), ceil_mode)
+    cells = F.unfold(F.pad(x, pads), kernel, stride=stride)
     n, c = x.shape[:2]
     cells = cells.unflatten(1, (c, kernel[0] * kernel[1]))  # (N, C, cells, windows)
     running = cells.cumsum(2)
@@ -1156,7 +1147,7 @@ def stochastic_pool2d_sample(x, kernel, stride, ceil_mode=True):
     first = reached.to(torch.uint8).argmax(2, keepdim=True)
     value = cells.gather(2, first) * reached.gather(2, first)
     return value.reshape(n, c, sizes[0], sizes[1])
-''')
+''', requires=("caffe_pool_windows",))
 
 
 def _pool_torch(layer: Any, context: TorchContext) -> TorchCode:
