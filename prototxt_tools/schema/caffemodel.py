@@ -617,26 +617,15 @@ class _Scanner:
 
     def blob(self, pos: int, end: int) -> "_RawBlob":
         raw = _RawBlob(pos)
-        buf = self.buf
         while pos < end:
             at = pos
             field, wire, pos = self.tag(pos, end)
             if field == 5 and wire == 2:
-                start, pos = self.length(at, pos, end, "packed float data")
-                if (pos - start) % 4:
-                    raise _WireError(
-                        f"packed float data of {pos - start} bytes is not a whole number "
-                        "of 4-byte values", at)
-                raw.floats.add(np.frombuffer(buf, _F4, (pos - start) // 4, start))
+                pos = self.packed(raw.floats, _F4, "float", at, pos, end)
             elif field == 5 and wire == 5:
                 pos = self.unpacked(raw.floats, _REC_F4, _TAG_DATA_UNPACKED, at, pos, end)
             elif field == 8 and wire == 2:
-                start, pos = self.length(at, pos, end, "packed double data")
-                if (pos - start) % 8:
-                    raise _WireError(
-                        f"packed double data of {pos - start} bytes is not a whole number "
-                        "of 8-byte values", at)
-                raw.doubles.add(np.frombuffer(buf, _F8, (pos - start) // 8, start))
+                pos = self.packed(raw.doubles, _F8, "double", at, pos, end)
             elif field == 8 and wire == 1:
                 pos = self.unpacked(raw.doubles, _REC_F8, _TAG_DOUBLE_UNPACKED, at, pos, end)
             elif field == 7 and wire == 2:
@@ -653,6 +642,17 @@ class _Scanner:
             else:
                 pos = self.skip(field, wire, at, pos, end)
         return raw
+
+    def packed(self, out: "_Values", dtype: np.dtype, what: str, at: int, pos: int,
+               end: int) -> int:
+        """Packed fixed-width values (one length-delimited field), viewed where they lie."""
+        start, pos = self.length(at, pos, end, f"packed {what} data")
+        width = np.dtype(dtype).itemsize
+        if (pos - start) % width:
+            raise _WireError(f"packed {what} data of {pos - start} bytes is not a whole number "
+                             f"of {width}-byte values", at)
+        out.add(np.frombuffer(self.buf, dtype, (pos - start) // width, start))
+        return pos
 
     def unpacked(self, out: "_Values", rec: np.dtype, tag_byte: int, at: int, pos: int,
                  end: int) -> int:
