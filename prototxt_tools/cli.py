@@ -726,25 +726,22 @@ def cmd_bn_stats(args: argparse.Namespace) -> int:
 # -- weights -----------------------------------------------------------------------------------
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from .run.executor import load_net
-    from .summary import FORMATS, summarize
-
-    _load_plugins(args)
     from .fileio import read_bytes
-    from .schema.binding import bind
+    from .net.model import Net
+    from .schema.binding import bind, detect_kind
+    from .summary import FORMATS, summarize
     from .syntax.parser import parse
 
+    _load_plugins(args)
     shapes = dict(parse_input_shape(text) for text in args.input_shape or ())
-    from .schema.binding import detect_kind
-
     document = parse(read_bytes(args.net), args.net)
     if detect_kind(document) != "net":
         raise PrototxtError("this is a solver, not a net: summarise the net it names",
                             args.net)
-    errors = bind(document).errors
-    if errors:  # a net Caffe would not read is not summarised
-        raise PrototxtError.from_diagnostics(errors)
-    net = load_net(document, shapes)
+    bound = bind(document, "net")
+    if bound.errors:  # a net Caffe would not read is not summarised
+        raise PrototxtError.from_diagnostics(bound.errors)
+    net = Net.from_document(document, bound.message, input_shapes=shapes)
     view = net.view(_phase(args.phase), None, tuple(args.stage or ()))
     failing = [(layer, problem) for layer, problem in view.shapes.problems
                + view.shapes.count_problems if problem.severity == "error"]
