@@ -222,8 +222,7 @@ class _Writer:
             steps.append(self._step(layer, code, fused))
         if unsupported:
             raise self._unsupported_error(unsupported)
-        input_refs = {ref for layer in view.layers if layer.spec is not None
-                      and layer.spec.is_data for ref in view.outputs.get(layer.index, [])}
+        input_refs = _input_refs(view)
         outputs = [ref.name for ref in self.output_refs if ref.name and ref not in input_refs]
         source = self._source(steps, inputs, input_shapes, outputs)
         state = self._state(steps) if self.blobs is not None else None
@@ -393,8 +392,7 @@ class _Writer:
         for ref in self.output_refs:
             last_read[ref] = len(steps)
         fresh: set = set()  # BlobRefs held by tensors nothing else shares
-        input_refs = {ref for layer in view.layers if layer.spec is not None
-                      and layer.spec.is_data for ref in view.outputs.get(layer.index, [])}
+        input_refs = _input_refs(view)
         body = []
         for position, step in enumerate(steps):
             code = step.code
@@ -596,8 +594,7 @@ def _label_classes(view: Any) -> dict:
     """{input: class count} for the inputs a loss or Accuracy layer reads as labels (its
     second bottom): random labels must be class indices. The count is the first bottom's
     axis 1 (2 when unknown)."""
-    inputs = {ref for layer in view.layers if layer.spec is not None and layer.spec.is_data
-              for ref in view.outputs.get(layer.index, [])}
+    inputs = _input_refs(view)
     found: dict = {}
     for layer in view.layers:
         if layer.spec is None or layer.spec.family != "loss":
@@ -609,3 +606,9 @@ def _label_classes(view: Any) -> dict:
         classes = shape[1] if shape is not None and len(shape) > 1 and shape[1] else 2
         found[refs[1].name] = min(found.get(refs[1].name, classes), classes)
     return found
+
+
+def _input_refs(view: NetView) -> set:
+    """The blobs data layers produce: the module's forward arguments."""
+    return {ref for layer in view.layers if layer.spec is not None and layer.spec.is_data
+            for ref in view.outputs.get(layer.index, [])}
