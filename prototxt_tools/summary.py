@@ -73,10 +73,10 @@ def summarize(net: Net, phase: int = TEST, stages: Sequence[str] = (),
         spec = layer.spec
         host = None
         memory: Optional[int] = 0
-        for ref in top_refs:
-            same = [b for b in bottom_refs if b is not None and b.name == ref.name]
-            if same:  # in place: the storage stays its host's
-                host = producer.get(same[0])
+        in_place = layer.in_place_tops
+        for index, ref in enumerate(top_refs):
+            if index in in_place and index < len(bottom_refs):  # the storage stays its host's
+                host = producer.get(bottom_refs[index])
                 producer[ref] = host
                 continue
             producer[ref] = layer.name
