@@ -15,7 +15,7 @@ import keyword
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -468,29 +468,9 @@ def wrap_line(line: str, width: int = WIDTH) -> list:
     return [line]
 
 
-def _brackets(line: str) -> list:
-    """(open, close) index pairs of the line's brackets, by opening position."""
-    pairs, stack, quote, i = [], [], None, 0
-    while i < len(line):
-        char = line[i]
-        if quote:
-            if char == "\\":
-                i += 1
-            elif char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char in "([{":
-            stack.append(i)
-        elif char in ")]}" and stack:
-            pairs.append((stack.pop(), i))
-        i += 1
-    return sorted(pairs)
-
-
-def _split_items(text: str) -> list:
-    """``text`` split at its top-level commas (outside brackets and strings), stripped."""
-    items, depth, quote, start, i = [], 0, None, 0, 0
+def _code_chars(text: str) -> Iterator:
+    """(index, character) of ``text`` outside string literals (quotes and escapes skipped)."""
+    quote, i = None, 0
     while i < len(text):
         char = text[i]
         if quote:
@@ -500,14 +480,33 @@ def _split_items(text: str) -> list:
                 quote = None
         elif char in "'\"":
             quote = char
-        elif char in "([{":
+        else:
+            yield i, char
+        i += 1
+
+
+def _brackets(line: str) -> list:
+    """(open, close) index pairs of the line's brackets, by opening position."""
+    pairs, stack = [], []
+    for i, char in _code_chars(line):
+        if char in "([{":
+            stack.append(i)
+        elif char in ")]}" and stack:
+            pairs.append((stack.pop(), i))
+    return sorted(pairs)
+
+
+def _split_items(text: str) -> list:
+    """``text`` split at its top-level commas (outside brackets and strings), stripped."""
+    items, depth, start = [], 0, 0
+    for i, char in _code_chars(text):
+        if char in "([{":
             depth += 1
         elif char in ")]}":
             depth -= 1
         elif char == "," and depth == 0:
             items.append(text[start:i].strip())
             start = i + 1
-        i += 1
     last = text[start:].strip()
     if last:
         items.append(last)
